@@ -1,0 +1,84 @@
+"""Finding and checking backups in the runbook's layout: `<backup_dir>/<timestamp>/<env>_full_backup.dump`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from actions.config import Environment
+from actions.processes import capture_process, run_process
+from actions.toc import Toc, parse_toc
+
+
+class BackupProblem(Exception):
+    """The backup cannot be used; the message says what was found and what to do."""
+
+
+@dataclass(frozen=True)
+class BackupFile:
+    path: Path
+    created: datetime  # file modification time, as the runbook's `ls -t` and `stat` use
+    size: int
+
+    def describe(self) -> str:
+        return f"{self.path.name} in {self.path.parent.name}/ (created {self.created:%Y-%m-%d %H:%M:%S} UTC, {human_size(self.size)})"
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def backup_name(env: Environment) -> str:
+    return env.backup_name.format(env=env.name)
+
+
+def newest_backup(env: Environment) -> BackupFile:
+    """The most recent `<backup_dir>/*/<name>` by modification time (the runbook's `ls -t | head -1`)."""
+    name = backup_name(env)
+    if not env.backup_dir.is_dir():
+        raise BackupProblem(f"No backup found: the backup folder {env.backup_dir} does not exist. "
+                            f"Check `backup_dir` for {env.name} in the config.")
+    candidates = [p for p in env.backup_dir.glob(f"*/{name}") if p.is_file()]
+    if not candidates:
+        raise BackupProblem(f"No backup found: no {env.backup_dir}/*/{name}. Without a backup there is "
+                            "nothing to roll back to; take one (pg_dump -Fc) or check `backup_dir`.")
+    newest = max(candidates, key=lambda p: (p.stat().st_mtime, p.as_posix()))
+    stat = newest.stat()
+    if stat.st_size == 0:
+        raise BackupProblem(f"The newest backup {newest} is empty (0 bytes): it cannot be restored.")
+    return BackupFile(newest, datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size)
+
+
+async def read_toc(backup: BackupFile) -> Toc:
+    """The dump's table of contents; fails clearly when the file is not a readable custom-format dump."""
+    returncode, listing, errors = await capture_process(["pg_restore", "--list", str(backup.path)], timeout=120)
+    if returncode != 0:
+        raise BackupProblem(f"The backup {backup.path} is not readable by pg_restore: "
+                            f"{_error_line(tuple(errors.splitlines()))}. Use another backup.")
+    toc = parse_toc(listing)
+    if not toc.entries:
+        raise BackupProblem(f"The backup {backup.path} has an empty table of contents: nothing to restore.")
+    return toc
+
+
+async def read_all_data(backup: BackupFile) -> float:
+    """Read and decompress the whole dump without a database; return the seconds it took.
+
+    `pg_restore --list` reads only the table of contents and misses truncation and flipped
+    bytes; writing the full script to /dev/null reads every data block and finds them.
+    """
+    result = await run_process(["pg_restore", "--file=/dev/null", str(backup.path)], timeout=None)
+    if not result.ok:
+        raise BackupProblem(f"The backup {backup.path} is damaged (truncated or corrupt): "
+                            f"{_error_line(result.output_tail)}. Use another backup.")
+    return result.seconds
+
+
+def _error_line(lines: tuple[str, ...]) -> str:
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors[-1] if errors else (lines[-1] if lines else "no output")).removeprefix("pg_restore: ")

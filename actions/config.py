@@ -1,0 +1,208 @@
+"""The configuration file: one TOML document validated by pydantic.
+
+Relative paths are resolved against the config file's folder, so a config can be moved together
+with its backups and audit database. Secrets (DSNs with passwords) come from the file or from an
+environment variable named by `dsn_env`; both end up as `SecretStr` and are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `str()` is one line per problem, naming file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SmokeCheck(_Strict):
+    """One HTTP check run after the application is back (the runbook's Step 9)."""
+
+    url: str
+    status: int = Field(200, ge=100, le=599)
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    bearer_env: str | None = None  # environment variable holding a bearer token, never the token
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
+class Environment(_Strict):
+    """One database environment that can be rolled back (`[environments.<name>]`)."""
+
+    name: str = ""
+    dsn: SecretStr | None = None
+    dsn_env: str | None = None
+    backup_dir: Path
+    backup_name: str = "{env}_full_backup.dump"
+    stop: list[list[str]] = Field(default_factory=list)
+    start: list[list[str]] = Field(default_factory=list)
+    stop_app: Literal["immediately", "at_swap"] = "immediately"
+    health_url: str | None = None
+    health_timeout_seconds: float = Field(120.0, gt=0)
+    smoke: list[SmokeCheck] = Field(default_factory=list)
+    restore_jobs: int = Field(2, ge=1, le=64)
+    maintenance_db: str = "postgres"
+    command_timeout_seconds: float = Field(300.0, gt=0)
+
+    @field_validator("stop", "start")
+    @classmethod
+    def _argv_lists(cls, value: list[list[str]]) -> list[list[str]]:
+        for argv in value:
+            if not argv or not argv[0]:
+                raise ValueError("expected a list of non-empty argv lists, e.g. [[\"systemctl\", \"stop\", \"app\"]]")
+        return value
+
+    @model_validator(mode="after")
+    def _one_dsn_source(self) -> Environment:
+        if (self.dsn is None) == (self.dsn_env is None):
+            raise ValueError("expected exactly one of `dsn` or `dsn_env`")
+        return self
+
+    @property
+    def resolved_dsn(self) -> SecretStr:
+        """The DSN, from the file or from the variable `dsn_env` names (checked at load time)."""
+        if self.dsn is not None:
+            return self.dsn
+        return SecretStr(os.environ[self.dsn_env or ""])
+
+    @property
+    def database(self) -> str:
+        """The live database's name, taken from the DSN."""
+        return conninfo_to_dict(self.resolved_dsn.get_secret_value())["dbname"]
+
+    @property
+    def target(self) -> str:
+        """`host:port/dbname` for messages: the DSN without user or password."""
+        params = conninfo_to_dict(self.resolved_dsn.get_secret_value())
+        host = params.get("host") or params.get("hostaddr") or "localhost"
+        return f"{host}:{params.get('port') or 5432}/{params['dbname']}"
+
+
+class BotConfig(_Strict):
+    """The `[bot]` table."""
+
+    audit_db: Path = Path("rollback-audit.sqlite")
+    reports_dir: Path | None = None  # default: `reports/` beside the audit database
+    logs_dir: Path | None = None  # default: `logs/` beside the audit database
+    incident_channel: str = Field(min_length=1)
+    operators: list[str] = Field(min_length=1)
+    approvers: list[str] = Field(min_length=1)
+    two_person_rule: bool = True
+    update_interval_seconds: int = Field(300, ge=1)
+
+    @field_validator("operators", "approvers")
+    @classmethod
+    def _slack_ids(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not re.fullmatch(r"[UWS][A-Z0-9]{2,}", entry):
+                raise ValueError(f"expected Slack user ids (U…/W…) or usergroup ids (S…), got {entry!r}")
+        return value
+
+
+class Settings(_Strict):
+    """The whole configuration file, with paths resolved."""
+
+    bot: BotConfig
+    environments: dict[str, Environment] = Field(min_length=1)
+    config_path: Path = Path("rollback-bot.toml")
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.bot.reports_dir or self.bot.audit_db.parent / "reports"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.bot.logs_dir or self.bot.audit_db.parent / "logs"
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate a config file; raise ConfigError naming the file, the key and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found (pass --config FILE; see README, 'Configuration')")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        settings = Settings.model_validate({**raw, "config_path": path})
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(path, error) for error in exc.errors())) from None
+    problems = list(_environment_problems(path, settings))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return _resolved(settings, path.resolve().parent)
+
+
+def _describe(path: Path, error: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = error["msg"]
+    if error["type"] == "missing":
+        message = "required key is missing"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling against the README's configuration reference)"
+    found = error.get("input")
+    shown = "" if error["type"] in ("missing", "extra_forbidden") or isinstance(found, (dict, SecretStr)) else f", got {found!r}"
+    if key.endswith(".dsn"):
+        shown = ""  # a DSN may hold a password
+    return f"{path}: {key}: {message}{shown}"
+
+
+def _environment_problems(path: Path, settings: Settings):
+    for name, env in settings.environments.items():
+        if not ENVIRONMENT_NAME.fullmatch(name):
+            yield (f"{path}: environments.{name}: environment names must match {ENVIRONMENT_NAME.pattern} "
+                   "(lowercase letters, digits, - and _), because they appear in file and database names")
+            continue
+        if env.dsn_env is not None and not os.environ.get(env.dsn_env):
+            yield f"{path}: environments.{name}.dsn_env: environment variable {env.dsn_env} is not set (expected a PostgreSQL DSN)"
+            continue
+        try:
+            params = conninfo_to_dict(env.resolved_dsn.get_secret_value())
+        except Exception:  # psycopg raises ProgrammingError with the DSN in the text: keep it out
+            yield f"{path}: environments.{name}.dsn: not a valid PostgreSQL connection string"
+            continue
+        if not params.get("dbname"):
+            yield f"{path}: environments.{name}.dsn: expected the database name in the DSN (…/crm_staging)"
+
+
+def _resolved(settings: Settings, base: Path) -> Settings:
+    def absolute(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else base / p)
+
+    bot = settings.bot.model_copy(update={
+        "audit_db": absolute(settings.bot.audit_db),
+        "reports_dir": absolute(settings.bot.reports_dir),
+        "logs_dir": absolute(settings.bot.logs_dir),
+    })
+    environments = {
+        name: env.model_copy(update={"name": name, "backup_dir": absolute(env.backup_dir)})
+        for name, env in settings.environments.items()
+    }
+    return settings.model_copy(update={"bot": bot, "environments": environments})

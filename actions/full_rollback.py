@@ -1,0 +1,264 @@
+"""Scenario 1 of the runbook, the immediate full rollback, made safe.
+
+The runbook drops the failed database, creates an empty one and restores into it: if the restore
+fails half-way there is no database at all. Here the backup is restored *aside*, into a new
+database beside the live one, while the approval is pending; it is verified; and only then are
+the two swapped by renaming, in one transaction. The failed database is kept under a new name.
+
+Steps: declare → preflight → [stop app] → restore aside → verify → (approval) [stop app] → swap →
+start app → smoke checks → resolve → report. The app is stopped right away (the runbook's order,
+`stop_app = "immediately"`) or only for the swap (`"at_swap"`), which keeps it up during the restore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from actions import appctl, pg
+from actions.backups import BackupFile, BackupProblem, backup_name, human_size, newest_backup, read_all_data, read_toc
+from actions.plan import ApprovalPreview, Outcome, Plan, RunContext, Step, StepFailed, StepOutcome
+from actions.processes import run_process
+from actions.records import AlertStatus, IncidentStatus, RunState
+from actions.report import write_report
+from actions.verify import verify_restored
+
+DISK_MARGIN = 1.1  # the restored copy may be larger than the live database (rows the migration deleted)
+
+
+def names(ctx: RunContext) -> tuple[str, str, str]:
+    """(live, restored copy, name the failed database is kept under)."""
+    live = ctx.environment.database
+    return live, f"{live}__rollback_{ctx.database_suffix}", f"{live}__failed_{ctx.database_suffix}"
+
+
+async def declare(ctx: RunContext) -> StepOutcome:
+    await ctx.announce(alert_status=AlertStatus.ROLLING_BACK)
+    return StepOutcome(f"{ctx.incident.id} declared by <@{ctx.incident.declared_by}> at "
+                       f"{ctx.incident.declared_at:%H:%M:%S} UTC; full rollback requested by <@{ctx.run.requested_by}> "
+                       f"for {ctx.environment.name} ({ctx.environment.target})")
+
+
+async def preflight(ctx: RunContext) -> StepOutcome:
+    """Everything that can be checked before anything is changed."""
+    env = ctx.environment
+    live, aside, keep_as = names(ctx)
+    try:
+        backup = newest_backup(env)
+        toc = await read_toc(backup)
+        read_seconds = await read_all_data(backup)
+    except BackupProblem as problem:
+        raise StepFailed(str(problem)) from None
+    for name in (aside, keep_as):
+        if len(name.encode()) > pg.MAX_IDENTIFIER_BYTES:
+            raise StepFailed(f"the database name {name} would be longer than PostgreSQL's 63 bytes; "
+                             "use a shorter database name for this environment")
+    try:
+        conn = await pg.admin(env)
+    except Exception as exc:
+        raise StepFailed(f"cannot connect to {env.target} (maintenance database {env.maintenance_db}): "
+                         f"{str(exc).splitlines()[0]}") from None
+    async with conn:
+        if not await pg.database_exists(conn, live):
+            raise StepFailed(f"the live database {live} does not exist on {env.target}")
+        for name, what in ((aside, "restored copy"), (keep_as, "kept failed database")):
+            if await pg.database_exists(conn, name):
+                raise StepFailed(f"a database named {name} (the {what}'s name) already exists, probably from "
+                                 "an earlier attempt; inspect it and drop or rename it, then try again")
+        if not await pg.scalar(conn, "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"):
+            raise StepFailed("the configured role may not create databases (needs CREATEDB or superuser)")
+        version = await pg.scalar(conn, "SHOW server_version")
+        size = await pg.scalar(conn, "SELECT pg_database_size(%s)", (live,))
+        disk = await _disk_room(conn, size)
+    facts = {"backup_path": str(backup.path), "backup_created": backup.created.isoformat(), "backup_size": backup.size,
+             "toc_entries": len(toc.entries), "live": live, "aside": aside, "keep_as": keep_as, "live_size": size}
+    return StepOutcome(
+        f"backup {backup.describe()}: read in full in {read_seconds:.1f} s, {len(toc.entries)} items; "
+        f"{env.target} reachable (PostgreSQL {version}), {human_size(size)}; {disk}", facts)
+
+
+async def _disk_room(conn, needed: int) -> str:
+    """Free space where the server keeps its data, when this host can see it (a local server)."""
+    try:
+        data_dir = await pg.scalar(conn, "SHOW data_directory")
+    except Exception:
+        return "disk room not checked (the role may not read data_directory)"
+    if not data_dir or not Path(data_dir).exists():
+        return "disk room not checked (the server's data directory is not on this host)"
+    free = (await asyncio.to_thread(shutil.disk_usage, data_dir)).free
+    if free < needed * DISK_MARGIN:
+        raise StepFailed(f"not enough disk for a second copy: {human_size(free)} free in {data_dir}, "
+                         f"about {human_size(needed * DISK_MARGIN)} needed. Free space or add storage, then retry")
+    return f"{human_size(free)} free for the copy"
+
+
+async def stop_app(ctx: RunContext) -> StepOutcome:
+    detail = await appctl.run_commands(ctx.environment, "stop")
+    await ctx.announce(app_stopped=True)
+    return StepOutcome(detail)
+
+
+async def restore_aside(ctx: RunContext) -> StepOutcome:
+    """pg_restore into a new database beside the live one; nothing live is touched."""
+    env = ctx.environment
+    live, aside, _ = names(ctx)
+    async with await pg.admin(env) as conn:
+        await pg.create_database_like(conn, live, aside)
+    await ctx.remember({"aside_created": True})
+    ctx.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = ctx.settings.logs_dir / f"{ctx.run.id}-restore.log"
+    target, secret_env = pg.client_args(env, aside)
+    restored = 0
+
+    def count(line: str) -> None:
+        nonlocal restored
+        if "processing data for table" in line or "processing item" in line:
+            restored += 1
+
+    result = await run_process(
+        ["pg_restore", "--verbose", "--exit-on-error", "--no-password", f"--jobs={env.restore_jobs}",
+         f"--dbname={target}", ctx.facts["backup_path"]],
+        env=secret_env, on_line=count, log_path=log_path)
+    if not result.ok:
+        errors = [line for line in result.output_tail if "error" in line.lower()]
+        raise StepFailed(f"pg_restore failed (exit {result.returncode}): "
+                         f"{(errors or [result.last_line()])[-1].removeprefix('pg_restore: ')} — log: {log_path}")
+    async with await pg.admin(env) as conn:
+        copied = await pg.copy_database_properties(conn, live, aside)
+    rate = ctx.facts["backup_size"] / result.seconds / 2**20 if result.seconds else 0
+    await ctx.remember({"restore_seconds": result.seconds, "restore_log": str(log_path)})
+    return StepOutcome(
+        f"restored into {aside} in {result.seconds:.1f} s with {env.restore_jobs} job(s) "
+        f"({rate:.1f} MB/s of dump); copied from {live}: owner{', ' + ', '.join(copied) if copied else ''}")
+
+
+async def verify(ctx: RunContext) -> StepOutcome:
+    _, aside, _ = names(ctx)
+    toc = await read_toc(_backup(ctx))
+    async with await pg.connect(ctx.environment, aside) as conn:
+        result = await verify_restored(conn, toc)
+    if not result.ok:
+        shown = ", ".join(result.missing[:8]) + (f" and {len(result.missing) - 8} more" if len(result.missing) > 8 else "")
+        raise StepFailed(f"the restored copy lacks {len(result.missing)} object(s) of the backup: {shown}")
+    return StepOutcome(f"pg_restore reported no errors; {result.summary()}", {"row_counts": result.row_counts})
+
+
+def _backup(ctx: RunContext) -> BackupFile:
+    path = Path(ctx.facts["backup_path"])
+    return BackupFile(path, datetime.fromisoformat(ctx.facts["backup_created"]), ctx.facts["backup_size"])
+
+
+async def swap(ctx: RunContext) -> StepOutcome:
+    live, aside, keep_as = names(ctx)
+    async with await pg.admin(ctx.environment) as conn:
+        result = await pg.swap_databases(conn, live=live, restored=aside, keep_as=keep_as)
+    await ctx.remember({"swapped": True, "swap_window_seconds": result.window_seconds})
+    return StepOutcome(f"{live} is now the restored copy; the failed database is kept as {keep_as}; "
+                       f"{result.sessions_terminated} session(s) ended; {live} was closed for {result.window_seconds:.2f} s")
+
+
+async def start_app(ctx: RunContext) -> StepOutcome:
+    started = await appctl.run_commands(ctx.environment, "start")
+    await ctx.announce(app_stopped=False)
+    healthy = await appctl.wait_healthy(ctx.environment)
+    return StepOutcome(f"{started}; {healthy}")
+
+
+async def smoke(ctx: RunContext) -> StepOutcome:
+    return StepOutcome(await appctl.run_smoke_checks(ctx.environment))
+
+
+async def resolve(ctx: RunContext) -> StepOutcome:
+    await ctx.announce(alert_status=AlertStatus.RESOLVED, status=IncidentStatus.RESOLVED)
+    return StepOutcome(f"{ctx.incident.id} resolved")
+
+
+async def report(ctx: RunContext) -> StepOutcome:
+    path = await write_report(ctx)
+    return StepOutcome(f"incident report written to {path.name}", {"report_path": str(path)})
+
+
+def preview(ctx: RunContext) -> ApprovalPreview:
+    env = ctx.environment
+    live, aside, keep_as = names(ctx)
+    backup = _backup(ctx)
+    actions = []
+    if env.stop_app == "at_swap":
+        actions.append("Stop the application (" + ("; ".join(" ".join(a) for a in env.stop) or "no stop command configured") + ")")
+    actions += [
+        f"Wait until the restored copy `{aside}` is verified against the backup",
+        f"Close `{live}` to new connections and end its open sessions",
+        f"Rename `{live}` → `{keep_as}` (kept for forensics; the bot never drops it)",
+        f"Rename `{aside}` → `{live}` (both renames in one transaction)",
+        "Start the application, wait for its health check, run the smoke checks",
+    ]
+    return ApprovalPreview(
+        title=f"Full rollback of {env.name}",
+        actions=tuple(actions),
+        facts=(("Target", env.target), ("Backup", backup.describe()), ("Failed database kept as", keep_as),
+               ("Restored copy", aside), ("Requested by", f"<@{ctx.run.requested_by}>")),
+        confirm=(f"Replace {live} with the copy restored from {backup_name(env)} of "
+                 f"{backup.created:%Y-%m-%d %H:%M} UTC? The current {live} is kept as {keep_as}."),
+    )
+
+
+async def abort(ctx: RunContext) -> str:
+    """Undo what is safe to undo: the aside copy if it was never swapped in; an app stopped only for the swap."""
+    done = []
+    if ctx.facts.get("aside_created") and not ctx.facts.get("swapped"):
+        _, aside, _ = names(ctx)
+        async with await pg.admin(ctx.environment) as conn:
+            await pg.drop_database(conn, aside)
+        done.append(f"The restored copy {aside} was dropped.")
+    if ctx.facts.get("app_stopped") and not ctx.facts.get("swapped") and ctx.environment.stop_app == "at_swap":
+        # The app was up on the live database before the swap window; put it back as it was.
+        await appctl.run_commands(ctx.environment, "start")
+        await ctx.announce(app_stopped=False)
+        done.append("The application, stopped only for the swap, was started again.")
+    return " ".join(done)
+
+
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+    live, _, keep_as = names(ctx)
+    facts = ctx.facts
+    if state is RunState.SUCCEEDED:
+        return Outcome(f"`{live}` holds the backup of {_backup(ctx).created:%Y-%m-%d %H:%M} UTC; "
+                       f"the failed database is kept as `{keep_as}`.")
+    if not facts.get("swapped"):
+        advice = ("The application is still stopped (this rollback stopped it): start it again with the "
+                  "environment's start command once you have decided what to do." if facts.get("app_stopped") and
+                  ctx.environment.stop_app == "immediately" else "")
+        if state is RunState.FAILED:
+            advice = f"Fix what the ❌ step reports, then run `/rollback full {ctx.environment.name}` again. {advice}"
+        return Outcome(f"Nothing was changed: `{live}` is untouched.", advice.strip())
+    step = {"start_app": "the application did not start or did not become healthy",
+            "smoke": "the application started but smoke checks failed"}.get(failed_step or "", f"step {failed_step} failed")
+    return Outcome(
+        f"The swap is done: `{live}` holds the restored backup; the failed database is kept as `{keep_as}`.",
+        f"Only the application is left: {step}. Fix it and start it with the environment's start command; "
+        "the database needs no further action.")
+
+
+def build_plan(stop_app_mode: str) -> Plan:
+    """The plan for an environment whose `stop_app` is `stop_app_mode` ("immediately" or "at_swap")."""
+    stop_now = stop_app_mode == "immediately"
+    steps = [
+        Step("declare", "Declare the incident", declare),
+        Step("preflight", "Preflight: backup, target, disk", preflight),
+        *([Step("stop_app", "Stop the application", stop_app)] if stop_now else []),
+        Step("restore_aside", "Restore the backup aside", restore_aside),
+        Step("verify", "Verify the restored copy", verify),
+        *([] if stop_now else [Step("stop_app", "Stop the application for the swap", stop_app, destructive=True)]),
+        Step("swap", "Swap the restored copy in", swap, destructive=True),
+        Step("start_app", "Start the application", start_app),
+        Step("smoke", "Run the smoke checks", smoke),
+        Step("resolve", "Resolve the incident", resolve),
+        Step("report", "Write the incident report", report),
+    ]
+    # The approval is asked as soon as preflight passes: the restore runs while the approver reads.
+    gate = next(i for i, step in enumerate(steps) if step.destructive)
+    steps[gate] = replace(steps[gate], ask_approval_after="preflight", preview=preview)
+    return Plan("full", "Full rollback", tuple(steps), abort=abort, outcome=outcome)

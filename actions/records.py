@@ -1,0 +1,189 @@
+"""Plain records read from the store: incidents, runs, steps, approvals, audit events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Self
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class AlertStatus(StrEnum):
+    """The runbook's Part 9 status line."""
+
+    INVESTIGATING = "INVESTIGATING"
+    ROLLING_BACK = "ROLLING BACK"
+    RESOLVED = "RESOLVED"
+
+
+class RunState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DENIED = "denied"
+
+    @property
+    def active(self) -> bool:
+        return self is RunState.RUNNING
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    WAITING = "waiting for approval"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class ApprovalState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    VOID = "void"  # the run ended before anybody decided
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    APPROVER = "approver"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting, with the roles the bot resolved for them (from user or usergroup ids)."""
+
+    user_id: str
+    roles: frozenset[Role] = frozenset()
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+
+class _Row:
+    """Build a frozen record from a SQLite row dict, decoding JSON and time columns."""
+
+    _json: tuple[str, ...] = ()
+    _times: tuple[str, ...] = ()
+    _types: dict[str, type] = {}  # enum (and bool) columns, converted back from their text
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        values = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            value = row.get(f.name)
+            if f.name in cls._json:
+                value = json.loads(value) if value else {}
+            elif f.name in cls._times:
+                value = parse_time(value)
+            elif f.name in cls._types and value is not None:
+                value = cls._types[f.name](value)
+            values[f.name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Incident(_Row):
+    id: str
+    environment: str
+    status: IncidentStatus
+    alert_status: AlertStatus
+    declared_by: str
+    declared_at: datetime
+    channel: str
+    alert_ts: str | None = None
+    resolved_at: datetime | None = None
+    _times = ("declared_at", "resolved_at")
+    _types = {"status": IncidentStatus, "alert_status": AlertStatus}
+
+
+@dataclass(frozen=True)
+class Run(_Row):
+    id: str
+    incident_id: str
+    environment: str
+    plan: str
+    requested_by: str
+    state: RunState
+    started_at: datetime
+    ended_at: datetime | None = None
+    current_step: str | None = None
+    outcome: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    _json = ("facts",)
+    _times = ("started_at", "ended_at")
+    _types = {"state": RunState}
+
+
+@dataclass(frozen=True)
+class StepRecord(_Row):
+    run_id: str
+    key: str
+    position: int
+    title: str
+    destructive: bool
+    state: StepState
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    detail: str | None = None
+    _times = ("started_at", "ended_at")
+    _types = {"state": StepState, "destructive": bool}
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Approval(_Row):
+    id: str
+    run_id: str
+    incident_id: str
+    environment: str
+    step_keys: str  # comma-separated keys of the steps this approval opens
+    preview: dict[str, Any]
+    state: ApprovalState
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    channel: str | None = None
+    message_ts: str | None = None
+    _json = ("preview",)
+    _times = ("requested_at", "decided_at")
+    _types = {"state": ApprovalState}
+
+
+@dataclass(frozen=True)
+class AuditEvent(_Row):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    outcome: str
+    environment: str | None = None
+    incident_id: str | None = None
+    run_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    _json = ("detail",)
+    _times = ("at",)

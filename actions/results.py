@@ -1,0 +1,54 @@
+"""Answers the service gives to `bot/`: typed, Slack-free, one class per case."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from actions.records import Approval, Incident, Role, Run
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The actor may not do this. Always audited; the reply names who may."""
+
+    reason: str
+    role: Role | None = None
+    allowed: tuple[str, ...] = ()  # user and usergroup ids that hold the role
+
+
+@dataclass(frozen=True)
+class UnknownEnvironment:
+    environment: str
+    known: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AlreadyRunning:
+    incident: Incident
+    run: Run
+    current_step: str | None
+
+
+@dataclass(frozen=True)
+class Started:
+    incident: Incident
+    run: Run
+
+
+@dataclass(frozen=True)
+class Decided:
+    approval: Approval
+
+
+@dataclass(frozen=True)
+class AlreadyDecided:
+    approval: Approval
+
+
+@dataclass(frozen=True)
+class ApprovalNotFound:
+    approval_id: str
+
+
+StartResult = Started | AlreadyRunning | Refused | UnknownEnvironment
+DecideResult = Decided | AlreadyDecided | Refused | ApprovalNotFound

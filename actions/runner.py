@@ -1,0 +1,291 @@
+"""The runbook engine: executes a plan step by step, durably, behind approval gates.
+
+Every transition is written to the store first and announced second. At a destructive step the
+runner waits until an approval is recorded; a denial, even one that arrives while a harmless
+step is still running, cancels that step and undoes the preparations (`Plan.abort`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any, Callable
+
+from actions.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    Emit,
+    IncidentChanged,
+    RunEnded,
+    RunStarted,
+    StepChanged,
+)
+from actions.plan import Outcome, Plan, RunContext, Step, StepFailed, new_approval_id
+from actions.records import Actor, Approval, ApprovalState, Incident, Role, Run, RunState, StepState
+from actions.redact import Redactor
+from actions.results import AlreadyDecided, ApprovalNotFound, Decided, DecideResult, Refused
+from actions.config import Settings
+from actions.store import AsyncStore
+
+log = logging.getLogger(__name__)
+
+
+class _Denied(Exception):
+    """Raised inside the runner when an approval it depends on was denied."""
+
+    def __init__(self, approval: Approval):
+        self.approval = approval
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def new_error_id() -> str:
+    """A short id shown to the user and written to the log, to find one in the other."""
+    return "E-" + secrets.token_hex(3)
+
+
+class Runner:
+    """Runs plans as asyncio tasks, one per run, and records approval decisions."""
+
+    def __init__(self, settings: Settings, store: AsyncStore, emit: Emit, redactor: Redactor):
+        self.settings = settings
+        self.store = store
+        self.emit = emit
+        self.redact = redactor
+        self._decisions: dict[str, asyncio.Future[Approval]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # -- starting and stopping -----------------------------------------------------------------
+
+    def launch(self, plan: Plan, incident: Incident, run: Run) -> asyncio.Task[None]:
+        """Start executing `plan` for a run the store has just opened."""
+        task = asyncio.create_task(self._execute(plan, incident, run), name=f"run {run.id}")
+        self._tasks[run.id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run.id, None))
+        return task
+
+    async def wait_idle(self) -> None:
+        """Wait until every run launched so far has ended (tests and graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def shutdown(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    # -- decisions -----------------------------------------------------------------------------
+
+    async def decide(self, approval_id: str, actor: Actor, approve: bool, *, incident_id: str) -> DecideResult:
+        """Approve or deny. Authorisation is checked here, and only here; refusals are audited."""
+        approval = await self.store.approval(approval_id)
+        if approval is None or approval.incident_id != incident_id:
+            await self.store.audit(actor.user_id, "approval.unknown", outcome="refused", approval=approval_id,
+                                   claimed_incident=incident_id)
+            return ApprovalNotFound(approval_id)
+        where = {"environment": approval.environment, "incident_id": approval.incident_id, "run_id": approval.run_id}
+        action = "approve" if approve else "deny"
+        if approval.state is not ApprovalState.PENDING:
+            await self.store.audit(actor.user_id, f"{action}.too_late", outcome="refused", **where,
+                                   approval=approval_id, state=approval.state, decided_by=approval.decided_by)
+            return AlreadyDecided(approval)
+        refusal = self._refusal(approval, actor)
+        if refusal:
+            await self.store.audit(actor.user_id, f"{action}.refused", outcome="refused", **where,
+                                   approval=approval_id, reason=refusal.reason)
+            return refusal
+        state = ApprovalState.APPROVED if approve else ApprovalState.DENIED
+        if not await self.store.claim_approval(approval_id, state, actor.user_id):
+            # Someone else's click won the race between our read and our write.
+            return AlreadyDecided(await self.store.approval(approval_id))
+        decided = await self.store.approval(approval_id)
+        await self.store.audit(actor.user_id, "approved" if approve else "denied", **where,
+                               approval=approval_id, steps=approval.step_keys)
+        future = self._decisions.get(approval_id)
+        if future is not None and not future.done():
+            future.set_result(decided)
+        run = await self.store.run(approval.run_id)
+        self.emit(ApprovalDecided(await self.store.incident(approval.incident_id), run, decided))
+        return Decided(decided)
+
+    def _refusal(self, approval: Approval, actor: Actor) -> Refused | None:
+        approvers = tuple(self.settings.bot.approvers)
+        if not actor.has(Role.APPROVER):
+            return Refused("only approvers may approve or deny a destructive step", Role.APPROVER, approvers)
+        if self.settings.bot.two_person_rule and actor.user_id == approval.requested_by:
+            others = tuple(a for a in approvers if a != actor.user_id)
+            return Refused("the two-person rule is on: the person who asked for the rollback cannot "
+                           "approve or deny it; another approver must", Role.APPROVER, others)
+        return None
+
+    # -- execution -----------------------------------------------------------------------------
+
+    def _context(self, incident: Incident, run: Run) -> RunContext:
+        ctx = RunContext(
+            settings=self.settings, environment=self.settings.environments[run.environment],
+            store=self.store, incident=incident, run=run, facts=dict(run.facts),
+            remember=lambda facts: self._remember(ctx, facts),
+            progress=lambda text: log.info("%s: %s", run.id, text),
+            announce=lambda **values: self._announce(ctx, **values),
+        )
+        return ctx
+
+    async def report_interrupted(self, plan_for: Callable[[Run], Plan]) -> None:
+        """End the runs a previous process left running, saying where each stopped and what is live.
+
+        Nothing is undone automatically: after a crash a person should look before anything is
+        dropped or restarted.
+        """
+        for run in await self.store.runs(active=True):
+            if run.id in self._tasks:
+                continue
+            ctx = self._context(await self.store.incident(run.incident_id), run)
+            title = None
+            for record in await self.store.steps(run.id):
+                if record.state in (StepState.RUNNING, StepState.WAITING):
+                    title = title or record.title
+                    await self.store.set_step(run.id, record.key, StepState.FAILED,
+                                              "interrupted: the bot stopped while this step was under way")
+            plan = plan_for(run)
+            outcome = plan.outcome(ctx, RunState.FAILED, run.current_step)
+            reason = f"interrupted: the bot stopped during “{title or run.current_step or 'start-up'}”"
+            await self._end(ctx, RunState.FAILED, reason, outcome)
+
+    async def _execute(self, plan: Plan, incident: Incident, run: Run) -> None:
+        ctx = self._context(incident, run)
+        self.emit(RunStarted(incident, run, plan.title, tuple(await self.store.steps(run.id))))
+        groups = plan.approval_groups()
+        ask_after = {group[0].ask_approval_after: index for index, group in groups.items()}
+        asked: dict[int, Approval] = {}
+        current: Step | None = None
+        error_id: str | None = None
+        try:
+            for index, step in enumerate(plan.steps):
+                current = step
+                if index in groups:
+                    asked.setdefault(index, await self._ask(ctx, groups[index]))
+                    await self._wait_for_approval(ctx, asked[index], groups[index])
+                await self._run_step(ctx, step, pending=list(asked.values()))
+                if step.key in ask_after and ask_after[step.key] not in asked:
+                    group_index = ask_after[step.key]
+                    asked[group_index] = await self._ask(ctx, groups[group_index])
+        except _Denied as denied:
+            state, reason, failed_step = RunState.DENIED, f"denied by <@{denied.approval.decided_by}>", None
+        except asyncio.CancelledError:
+            raise  # the bot is stopping: the run stays open in the store for a restart to report
+        except Exception as exc:
+            state, failed_step = RunState.FAILED, current.key if current else None
+            if isinstance(exc, StepFailed):
+                reason = self.redact(str(exc))
+            else:
+                error_id = new_error_id()
+                log.exception("%s: step %s failed unexpectedly [%s]", run.id, failed_step, error_id)
+                reason = self.redact(f"unexpected {type(exc).__name__}: {exc}".splitlines()[0]) + f" (error id {error_id})"
+            if current is not None:
+                await self._step_transition(ctx, current, StepState.FAILED, reason)
+        else:
+            await self._end(ctx, RunState.SUCCEEDED, "completed", plan.outcome(ctx, RunState.SUCCEEDED, None))
+            return
+        cleanup = await self._safely(plan.abort(ctx), "cleaning up after the rollback")
+        outcome = plan.outcome(ctx, state, failed_step)
+        outcome = Outcome(f"{outcome.live_state} {cleanup}".strip(), outcome.next_steps)
+        await self._end(ctx, state, reason, outcome, error_id)
+
+    async def _run_step(self, ctx: RunContext, step: Step, pending: list[Approval]) -> None:
+        await self._step_transition(ctx, step, StepState.RUNNING)
+        work = asyncio.create_task(step.run(ctx), name=f"{ctx.run.id} {step.key}")
+        watched = {self._decision(a.id): a for a in pending if a.state is ApprovalState.PENDING}
+        try:
+            while True:
+                done, _ = await asyncio.wait({work, *watched}, return_when=asyncio.FIRST_COMPLETED)
+                for future in done - {work}:
+                    watched.pop(future)
+                    if future.result().state is ApprovalState.DENIED:
+                        raise _Denied(future.result())
+                if work in done:
+                    break
+        except _Denied:
+            await _cancel(work)
+            await self._step_transition(ctx, step, StepState.CANCELLED, "stopped: the rollback was denied")
+            raise
+        except asyncio.CancelledError:
+            await _cancel(work)  # the bot is stopping; the step stays "running" for a restart to report
+            raise
+        outcome = work.result()  # raises the step's own exception
+        if outcome.facts:
+            await self._remember(ctx, outcome.facts)
+        await self._step_transition(ctx, step, StepState.SUCCEEDED, outcome.detail)
+
+    async def _ask(self, ctx: RunContext, group: tuple[Step, ...]) -> Approval:
+        preview = group[0].preview(ctx)  # type: ignore[misc]  (Plan guarantees it)
+        approval = await self.store.create_approval(
+            approval_id=new_approval_id(), run=ctx.run, step_keys=[s.key for s in group], preview=preview.as_dict())
+        self._decisions[approval.id] = asyncio.get_running_loop().create_future()
+        await self.store.audit("bot", "approval.requested", environment=ctx.run.environment,
+                               incident_id=ctx.incident.id, run_id=ctx.run.id, approval=approval.id,
+                               steps=approval.step_keys, preview=preview.as_dict())
+        self.emit(ApprovalRequested(ctx.incident, await self.store.run(ctx.run.id), approval))
+        return approval
+
+    def _decision(self, approval_id: str) -> asyncio.Future[Approval]:
+        return self._decisions.setdefault(approval_id, asyncio.get_running_loop().create_future())
+
+    async def _wait_for_approval(self, ctx: RunContext, approval: Approval, group: tuple[Step, ...]) -> None:
+        decided = await self.store.approval(approval.id)
+        if decided.state is ApprovalState.PENDING:
+            for step in group:
+                await self._step_transition(ctx, step, StepState.WAITING)
+            decided = await self._decision(approval.id)
+        if decided.state is not ApprovalState.APPROVED:
+            raise _Denied(decided)
+
+    async def _step_transition(self, ctx: RunContext, step: Step, state: StepState, detail: str | None = None) -> None:
+        detail = None if detail is None else self.redact(detail)
+        record = await self.store.set_step(ctx.run.id, step.key, state, detail)
+        if state is not StepState.WAITING:
+            await self.store.audit("bot", f"step.{state.value.replace(' ', '_')}", environment=ctx.run.environment,
+                                   incident_id=ctx.incident.id, run_id=ctx.run.id, step=step.key, detail=detail)
+        self.emit(StepChanged(ctx.incident, await self.store.run(ctx.run.id), record))
+
+    async def _remember(self, ctx: RunContext, facts: dict[str, Any]) -> None:
+        ctx.facts.update(facts)
+        await self.store.merge_facts(ctx.run.id, facts)
+
+    async def _announce(self, ctx: RunContext, **values: Any) -> None:
+        """A step changed the incident (status, app stopped): persist it, then tell the channel."""
+        app_stopped = values.pop("app_stopped", None)
+        if app_stopped is not None:
+            await self._remember(ctx, {"app_stopped": app_stopped})
+        if values:
+            ctx.incident = await self.store.update_incident(ctx.incident.id, **values)
+        self.emit(IncidentChanged(ctx.incident, await self.store.run(ctx.run.id), bool(ctx.facts.get("app_stopped"))))
+
+    async def _end(self, ctx: RunContext, state: RunState, reason: str, outcome: Outcome,
+                   error_id: str | None = None) -> None:
+        for record in await self.store.steps(ctx.run.id):
+            if record.state in (StepState.PENDING, StepState.WAITING):
+                await self.store.set_step(ctx.run.id, record.key, StepState.SKIPPED, f"not run: the rollback {state.value}")
+        for approval in await self.store.pending_approvals(ctx.run.id):
+            await self.store.claim_approval(approval.id, ApprovalState.VOID, "bot")
+            self.emit(ApprovalDecided(ctx.incident, await self.store.run(ctx.run.id), await self.store.approval(approval.id)))
+        run = await self.store.end_run(ctx.run.id, state, reason)
+        await self.store.audit("bot", f"run.{state.value}", environment=run.environment, incident_id=ctx.incident.id,
+                               run_id=run.id, reason=reason, live_state=outcome.live_state)
+        if state is not RunState.SUCCEEDED and ctx.incident.alert_status != "INVESTIGATING":
+            ctx.incident = await self.store.update_incident(ctx.incident.id, alert_status="INVESTIGATING")
+            self.emit(IncidentChanged(ctx.incident, run, bool(ctx.facts.get("app_stopped"))))
+        incident = await self.store.incident(ctx.incident.id)
+        self.emit(RunEnded(incident, run, tuple(await self.store.steps(run.id)), outcome, error_id))
+
+    async def _safely(self, work, what: str) -> str:
+        """Run clean-up that must not hide the original failure; report its own failure in words."""
+        try:
+            return await work
+        except Exception as exc:
+            error_id = new_error_id()
+            log.exception("failed while %s [%s]", what, error_id)
+            return f"⚠️ Failed while {what}: {self.redact(str(exc))} (error id {error_id})."

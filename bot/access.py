@@ -1,0 +1,50 @@
+"""Who holds which role: config lists of user ids and usergroup ids, resolved through Slack.
+
+Membership of a usergroup (S…) comes from `usergroups.users.list` and is cached briefly. When
+Slack cannot answer, the user is treated as not a member: access fails closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from actions.config import Settings
+from actions.records import Actor, Role
+
+log = logging.getLogger(__name__)
+
+
+class Access:
+    def __init__(self, settings: Settings, client: AsyncWebClient, cache_seconds: float = 60.0):
+        self.members = {Role.OPERATOR: settings.bot.operators, Role.APPROVER: settings.bot.approvers}
+        self.client = client
+        self.cache_seconds = cache_seconds
+        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+
+    async def actor(self, user_id: str) -> Actor:
+        """The user with every role they hold directly or through a usergroup."""
+        roles = set()
+        for role, entries in self.members.items():
+            for entry in entries:
+                if entry == user_id or (entry.startswith("S") and user_id in await self._group(entry)):
+                    roles.add(role)
+                    break
+        return Actor(user_id, frozenset(roles))
+
+    async def _group(self, group_id: str) -> frozenset[str]:
+        cached = self._groups.get(group_id)
+        if cached and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1]
+        try:
+            answer = await self.client.usergroups_users_list(usergroup=group_id)
+            users = frozenset(answer.get("users", []))
+        except SlackApiError as exc:
+            log.warning("usergroup %s: usergroups.users.list failed (%s); treating it as empty",
+                        group_id, exc.response.get("error"))
+            return frozenset()
+        self._groups[group_id] = (time.monotonic(), users)
+        return users

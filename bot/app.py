@@ -1,0 +1,73 @@
+"""Building the Bolt app and everything it needs; nothing here runs at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from actions.config import Settings
+from actions.redact import Redactor, dsn_secrets
+from actions.service import PLANS, RollbackService
+from actions.store import AsyncStore, Store
+from bot import approvals, commands
+from bot.access import Access
+from bot.credentials import SlackCredentials
+from bot.notifier import Notifier
+
+
+@dataclass
+class Deps:
+    """What the listeners use. One instance per app."""
+
+    settings: Settings
+    store: AsyncStore
+    service: RollbackService
+    access: Access
+    notifier: Notifier
+    redact: Redactor
+
+
+def web_client(credentials: SlackCredentials) -> AsyncWebClient:
+    """A Web API client for `SLACK_API_URL` that retries connection errors, 429 (after Retry-After) and 5xx."""
+    return AsyncWebClient(
+        token=credentials.bot_token.get_secret_value(),
+        base_url=credentials.api_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            AsyncServerErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+def redactor_for(settings: Settings, credentials: SlackCredentials) -> Redactor:
+    secrets = list(credentials.secrets())
+    for env in settings.environments.values():
+        secrets += dsn_secrets(env.resolved_dsn.get_secret_value())
+    return Redactor(secrets)
+
+
+def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode: bool = False) -> tuple[AsyncApp, Deps]:
+    """The Bolt app with every listener registered, and its dependencies (start the notifier yourself)."""
+    client = web_client(credentials)
+    redact = redactor_for(settings, credentials)
+    store = AsyncStore(Store(settings.bot.audit_db))
+    titles = {name: build("immediately").title for name, build in PLANS.items()}
+    notifier = Notifier(client, settings, store, redact, titles)
+    service = RollbackService(settings, store, notifier.emit, redact)
+    deps = Deps(settings, store, service, Access(settings, client), notifier, redact)
+    app = AsyncApp(
+        client=client,
+        signing_secret=credentials.signing_secret.get_secret_value() if credentials.signing_secret else None,
+        request_verification_enabled=not socket_mode,
+    )
+    commands.register(app, deps)
+    approvals.register(app, deps)
+    return app, deps

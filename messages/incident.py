@@ -1,0 +1,90 @@
+"""The runbook's communication templates (Part 9) and the step progress posted in the alert's thread."""
+
+from __future__ import annotations
+
+from messages.blocks import SlackMessage, context, duration, fields, header, section
+from messages.views import AlertView, ResolvedView, RunEndView, StepView
+
+STEP_ICONS = {
+    "pending": "▫️", "waiting for approval": "⏸️", "running": "⏳", "succeeded": "✅",
+    "failed": "❌", "skipped": "⏭️", "cancelled": "⏹️",
+}
+
+
+def _utc(moment) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def alert(view: AlertView) -> SlackMessage:
+    """🚨 INCIDENT ALERT 🚨 — posted once, then updated in place as the status changes."""
+    lines = [
+        "🚨 INCIDENT ALERT 🚨", "", "Database Migration Issue Detected",
+        f"- Time: {_utc(view.declared_at)}", f"- Status: {view.status}",
+        f"- Environment: {view.environment.capitalize()}", "",
+        f"Application Impact: {view.impact}", "",
+        f"Action: {view.action}", f"ETA for recovery: {view.eta}", "", view.progress_note,
+    ]
+    blocks = [
+        header("🚨 INCIDENT ALERT 🚨"),
+        section(f"*Database Migration Issue Detected* · `{view.incident_id}`"),
+        fields([("Time", _utc(view.declared_at)), ("Status", f"*{view.status}*"),
+                ("Environment", view.environment.capitalize()), ("Application Impact", view.impact)]),
+        section(f"*Action:* {view.action}\n*ETA for recovery:* {view.eta}"),
+        context(view.progress_note),
+    ]
+    return SlackMessage("\n".join(lines), blocks)
+
+
+def step_line(view: StepView) -> SlackMessage:
+    """One line per finished step, in the alert's thread: icon, title, duration, detail."""
+    icon = STEP_ICONS.get(view.state, "•")
+    took = f" — {duration(view.seconds)}" if view.seconds is not None else ""
+    state = "" if view.state in ("succeeded", "failed") else f" ({view.state})"
+    detail = f"\n{view.detail}" if view.detail else ""
+    return SlackMessage(f"{icon} {view.title}{state}{took}{detail}",
+                        [section(f"{icon} *{view.title}*{state}{took}{detail}")])
+
+
+def run_ended(view: RunEndView) -> SlackMessage:
+    """How a run ended; for a failure or denial it says where the live database stands and what to do."""
+    if view.state == "succeeded":
+        text = f"🏁 {view.plan_title} of {view.environment} finished in {duration(view.seconds)}. {view.live_state}"
+        return SlackMessage(text, [section(text)])
+    if view.state == "denied":
+        title = f"🛑 {view.plan_title} of {view.environment} was {view.reason}"
+    else:
+        where = f" at “{view.failed_step}”" if view.failed_step else ""
+        title = f"❌ {view.plan_title} of {view.environment} failed{where}: {view.reason}"
+    parts = [(title, ""), ("Live database:", view.live_state)]
+    if view.next_steps:
+        parts.append(("Next:", view.next_steps))
+    notes = [f"Incident {view.incident_id} stays open."]
+    if view.skipped:
+        notes.append("Not run: " + ", ".join(view.skipped) + ".")
+    blocks = [section(f"*{label}* {body}" if body else label) for label, body in parts]
+    blocks.append(context(" ".join(notes)))
+    text = "\n".join(f"{label} {body}".strip() for label, body in parts)
+    return SlackMessage(f"{text}\n{' '.join(notes)}", blocks)
+
+
+def resolved(view: ResolvedView) -> SlackMessage:
+    """✅ INCIDENT RESOLVED ✅ — every statement in it is true of this run."""
+    facts = [
+        f"- Rollback completed: {_utc(view.completed_at)}",
+        f"- Database restored to pre-migration state ({view.restored_from})",
+        *[f"- {line}" for line in view.app_lines],
+        f"- No data loss: writes made after the backup of {_utc(view.backup_taken_at)} are not in the restored "
+        f"database but are kept in `{view.kept_as}`",
+    ]
+    next_steps = ["- Root cause analysis in progress", "- Full incident report will be published (attached below)",
+                  "- Remediation plan to follow"]
+    lines = ["✅ INCIDENT RESOLVED ✅", "", "Database migration issue has been resolved.", *facts, "",
+             "Next Steps:", *next_steps, "", "We appreciate your patience."]
+    blocks = [
+        header("✅ INCIDENT RESOLVED ✅"),
+        section(f"Database migration issue has been resolved. · `{view.incident_id}` · {view.environment}"),
+        section("\n".join(facts)),
+        section("*Next Steps:*\n" + "\n".join(next_steps)),
+        context("We appreciate your patience."),
+    ]
+    return SlackMessage("\n".join(lines), blocks)

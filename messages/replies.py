@@ -1,0 +1,85 @@
+"""Replies to the person who typed a command or clicked a button (ephemeral: only they see them)."""
+
+from __future__ import annotations
+
+from messages.blocks import SlackMessage, context, mention, section
+from messages.views import StatusLine
+
+# verb -> (usage, what it does). The README's verb list is written from the same text.
+VERBS: dict[str, tuple[str, str]] = {
+    "full": ("/rollback full <env>",
+             "Full rollback (runbook Scenario 1): restore the newest backup aside, ask an approver, swap it in, "
+             "restart the app, run smoke checks, post RESOLVED and the incident report. Operators only."),
+    "status": ("/rollback status", "Open incidents and running rollbacks, with their current step."),
+    "help": ("/rollback help", "This list."),
+}
+
+
+def _reply(text: str, *extra: str) -> SlackMessage:
+    blocks = [section(text)] + ([context(*extra)] if extra else [])
+    return SlackMessage(" ".join([text, *extra]), blocks)
+
+
+def help_message(environments: list[str]) -> SlackMessage:
+    lines = [f"• `{usage}` — {what}" for usage, what in VERBS.values()]
+    return _reply("*rollback-bot* verbs:\n" + "\n".join(lines),
+                  "Environments: " + (", ".join(f"`{e}`" for e in environments) or "none configured") + ".")
+
+
+def unknown_verb(verb: str) -> SlackMessage:
+    known = ", ".join(f"`{v}`" for v in VERBS)
+    return _reply(f"I don't know the verb `{verb}`. Verbs: {known}.", "Try `/rollback help`.")
+
+
+def usage_error(verb: str, problem: str) -> SlackMessage:
+    usage, _ = VERBS[verb]
+    return _reply(f"{problem}. Usage: `{usage}`.", "Nothing was started.")
+
+
+def unknown_environment(environment: str, known: list[str]) -> SlackMessage:
+    listed = ", ".join(f"`{e}`" for e in known)
+    return _reply(f"There is no environment `{environment}` in the configuration. Configured: {listed}.",
+                  "Nothing was started.")
+
+
+def refused(reason: str, allowed: list[str]) -> SlackMessage:
+    who = ", ".join(mention(a) for a in allowed) or "nobody is configured"
+    return _reply(f"🚫 Not done: {reason}.", f"Who may: {who}. This attempt was recorded in the audit trail.")
+
+
+def already_running(environment: str, incident_id: str, requested_by: str, step: str | None, channel: str) -> SlackMessage:
+    where = f" (now: {step})" if step else ""
+    return _reply(f"A rollback of `{environment}` is already running: *{incident_id}*{where}, requested by "
+                  f"{mention(requested_by)}. Follow it in <#{channel}>.", "Only one rollback per environment runs at a time.")
+
+
+def started(plan_title: str, environment: str, incident_id: str, channel: str) -> SlackMessage:
+    return _reply(f"Started the {plan_title.lower()} of `{environment}`: *{incident_id}*. Follow it in <#{channel}>.",
+                  "An approver will be asked before anything live changes.")
+
+
+def decision_too_late(state: str, decided_by: str | None) -> SlackMessage:
+    by = f" by {mention(decided_by)}" if decided_by and decided_by != "bot" else ""
+    return _reply(f"This approval was already {state}{by}; your click changed nothing.")
+
+
+def approval_not_found() -> SlackMessage:
+    return _reply("I don't know this approval (the button may be from another installation or tampered with); "
+                  "nothing was done.")
+
+
+def internal_error(error_id: str) -> SlackMessage:
+    return _reply(f"Something went wrong on my side (error id `{error_id}`); nothing was started.",
+                  "The error id is in the bot's log.")
+
+
+def status_message(lines: list[StatusLine]) -> SlackMessage:
+    if not lines:
+        return _reply("No open incidents and no running rollbacks.")
+    rows = []
+    for line in lines:
+        run = (f"run {line.run_id}: {line.run_state}" + (f", step: {line.current_step}" if line.current_step else "")
+               + (f", requested by {mention(line.requested_by)}" if line.requested_by else "")) if line.run_id else "no run"
+        rows.append(f"• *{line.incident_id}* · `{line.environment}` · {line.alert_status} since "
+                    f"{line.declared_at:%Y-%m-%d %H:%M} UTC — {run}")
+    return _reply("*Open incidents*\n" + "\n".join(rows))

@@ -1,0 +1,80 @@
+"""The incident report (runbook Step 10) as Markdown, with the runbook's headings."""
+
+from __future__ import annotations
+
+from messages.blocks import duration
+from messages.incident import STEP_ICONS
+from messages.views import ReportView
+
+TO_FILL = "_To be filled in by the incident owner._"
+
+
+def _when(moment) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment else "not recorded by the bot (fill in)"
+
+
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ")
+
+
+def report_markdown(view: ReportView) -> str:
+    lines = [
+        f"# Incident Report - {view.incident_id}: {view.environment} migration rollback",
+        "",
+        f"**Date**: {_when(view.generated_at)}  ",
+        f"**Incident Level**: {view.level}  ",
+        f"**Status**: {view.status}  ",
+        f"**Environment**: {view.environment} ({view.target})  ",
+        f"**Requested by**: {view.requested_by}  ",
+        f"**Approved by**: {view.approved_by or 'nobody'}",
+        "",
+        "## Timeline",
+        "",
+        *[f"- {label}: {_when(moment)}" for label, moment in view.timeline],
+        "",
+        "## Root Cause",
+        "",
+        TO_FILL,
+        "",
+        "## What Failed",
+        "",
+        TO_FILL,
+        "",
+        "## Resolution",
+        "",
+        view.resolution,
+        "",
+        f"- Backup restored: {view.backup}",
+        f"- Failed database kept as: `{view.kept_as}` (never dropped by the bot)",
+        "",
+        "### Steps",
+        "",
+        "| Step | Result | Duration | Detail |",
+        "|---|---|---|---|",
+        *[f"| {_cell(s.title)} | {STEP_ICONS.get(s.state, '')} {s.state} | {duration(s.seconds)} | {_cell(s.detail)} |"
+          for s in view.steps],
+    ]
+    if view.row_counts:
+        lines += ["", "### Rows restored", "", "| Table | Rows |", "|---|---:|",
+                  *[f"| {_cell(table)} | {rows:,} |" for table, rows in view.row_counts],
+                  f"| **total** | **{sum(r for _, r in view.row_counts):,}** |"]
+    lines += [
+        "",
+        "## Prevention",
+        "",
+        TO_FILL,
+        "",
+        "## Audit trail",
+        "",
+        "| Time (UTC) | Actor | Action | Outcome |",
+        "|---|---|---|---|",
+        *[f"| {at:%H:%M:%S} | {_cell(actor)} | {_cell(action)} | {_cell(outcome)} |" for at, actor, action, outcome in view.audit],
+        "",
+        "## Sign-offs",
+        "",
+        "- DBA: _________________ Date: _______",
+        "- Lead Dev: _________________ Date: _______",
+        "- Manager: _________________ Date: _______",
+        "",
+    ]
+    return "\n".join(lines)

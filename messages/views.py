@@ -1,0 +1,104 @@
+"""The small view models the builders take. `bot/` fills them from the runner's records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class AlertView:
+    """The runbook's INCIDENT ALERT (Part 9)."""
+
+    incident_id: str
+    environment: str
+    declared_at: datetime
+    status: str  # INVESTIGATING / ROLLING BACK / RESOLVED
+    impact: str  # OFFLINE / DEGRADED / WORKING
+    action: str
+    eta: str
+    progress_note: str
+
+
+@dataclass(frozen=True)
+class StepView:
+    title: str
+    state: str  # a StepState value
+    seconds: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    approval_id: str
+    incident_id: str
+    title: str
+    requested_by: str
+    actions: tuple[str, ...]
+    facts: tuple[tuple[str, str], ...]
+    confirm: str
+    approvers: tuple[str, ...]
+    two_person_rule: bool
+    state: str = "pending"  # an ApprovalState value
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunEndView:
+    incident_id: str
+    environment: str
+    plan_title: str
+    state: str  # succeeded / failed / denied
+    reason: str
+    failed_step: str | None
+    live_state: str
+    next_steps: str
+    seconds: float | None
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolvedView:
+    """The runbook's INCIDENT RESOLVED (Part 9), with statements that are true of this run."""
+
+    incident_id: str
+    environment: str
+    completed_at: datetime
+    restored_from: str
+    app_lines: tuple[str, ...]
+    kept_as: str
+    backup_taken_at: datetime
+
+
+@dataclass(frozen=True)
+class StatusLine:
+    incident_id: str
+    environment: str
+    alert_status: str
+    declared_at: datetime
+    run_id: str | None = None
+    run_state: str | None = None
+    current_step: str | None = None
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """The incident report (runbook Step 10), filled from the audit trail."""
+
+    incident_id: str
+    environment: str
+    target: str
+    level: str
+    status: str
+    generated_at: datetime
+    timeline: tuple[tuple[str, datetime | None], ...]
+    requested_by: str
+    approved_by: str | None
+    backup: str
+    kept_as: str
+    resolution: str
+    steps: tuple[StepView, ...]
+    row_counts: tuple[tuple[str, int], ...] = ()
+    audit: tuple[tuple[datetime, str, str, str], ...] = field(default_factory=tuple)  # at, actor, action, outcome

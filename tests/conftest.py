@@ -1,0 +1,216 @@
+"""Shared fixtures: a real PostgreSQL CRM with a backup and a failed migration, the fake Slack,
+and the real bot serving HTTP — all on localhost, nothing mocked.
+
+The admin DSN comes from TEST_PG_ADMIN_DSN (default: postgres on 127.0.0.1:5432, trust auth).
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import uuid4
+
+import aiohttp.web
+import psycopg
+import pytest
+from pydantic import SecretStr
+
+from actions.config import Settings, load_settings
+from bot.credentials import SlackCredentials
+from bot.server import BotRuntime
+from demo.backup import take_backup
+from demo.crm import create_crm, database_dsn, drop_database
+from demo.fingerprint import Fingerprint, fingerprint
+from demo.migration import apply_phase4_migration
+from fake_slack import FakeSlack
+
+ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+SIGNING_SECRET = "test-signing-secret-8f3a"
+BOT_TOKEN = "xoxb-test-token-1234"
+CHANNEL = "C0INCIDENTS"
+
+OPERATOR = "U0OPS1"        # may start rollbacks
+LEAD = "U0LEAD1"           # operator and approver: used for the two-person rule
+APPROVER = "U0DBA1"
+APPROVER_2 = "U0DBA2"
+BYSTANDER = "U0DEV1"       # no role
+GROUP_MEMBER = "U0GRP1"    # approver through the usergroup S0DBAS
+
+
+@dataclass
+class Crm:
+    """A CRM database after a failed migration, with the backup taken before it."""
+
+    dbname: str
+    dsn: str
+    backup_root: Path
+    before: Fingerprint  # content at backup time: what a rollback must bring back
+    after: Fingerprint  # content after the migration: what the kept failed copy must hold
+
+
+@pytest.fixture
+async def crm(tmp_path: Path):
+    dbname = f"rbtest_{uuid4().hex[:10]}"
+    backup_root = tmp_path / "_backups" / "staging"
+    try:
+        await create_crm(ADMIN_DSN, dbname, rows=20_000)
+        dsn = database_dsn(ADMIN_DSN, dbname)
+        before = await fingerprint(dsn)
+        await take_backup(dsn, backup_root, "staging")
+        await apply_phase4_migration(dsn)
+        yield Crm(dbname, dsn, backup_root, before, await fingerprint(dsn))
+    finally:
+        await drop_databases_like(dbname)
+
+
+async def drop_databases_like(prefix: str) -> None:
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",))
+        names = [row[0] for row in await cursor.fetchall()]
+    for name in names:
+        await drop_database(ADMIN_DSN, name)
+
+
+def dsn_of(dbname: str) -> str:
+    return database_dsn(ADMIN_DSN, dbname)
+
+
+async def database_names(prefix: str) -> set[str]:
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",))
+        return {row[0] for row in await cursor.fetchall()}
+
+
+class StandInApp:
+    """The application the config stops and starts: `stop`/`start` remove/create a flag file (real
+    commands, run by the bot as child processes); its health URL answers 200 only while the flag
+    exists and the live database answers a query."""
+
+    def __init__(self, root: Path, dsn: str):
+        self.flag = root / "app-running"
+        self.flag.touch()
+        self.dsn = dsn
+        self.port = 0
+        self._runner: aiohttp.web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = aiohttp.web.Application()
+        app.router.add_get("/api/health", self._health)
+        app.router.add_get("/api/sales", self._sales)
+        self._runner = aiohttp.web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    @property
+    def running(self) -> bool:
+        return self.flag.exists()
+
+    async def _health(self, request):
+        if not self.running:
+            return aiohttp.web.Response(status=503, text="stopped")
+        return await self._query("SELECT 1")
+
+    async def _sales(self, request):
+        if not self.running:
+            return aiohttp.web.Response(status=503, text="stopped")
+        return await self._query("SELECT count(*) FROM sales")
+
+    async def _query(self, query: str):
+        try:
+            async with await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=2) as conn:
+                await conn.execute(query)
+            return aiohttp.web.Response(text="ok")
+        except psycopg.Error as exc:
+            return aiohttp.web.Response(status=500, text=str(exc))
+
+
+@pytest.fixture
+async def stand_in(tmp_path: Path, crm: Crm):
+    app = StandInApp(tmp_path, crm.dsn)
+    await app.start()
+    yield app
+    await app.stop()
+
+
+def write_config(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str) -> Path:
+    """A config for one environment, `staging`, pointing at the test CRM."""
+    values = {
+        "stop_app": '"immediately"',
+        "stop": f'[["rm", "-f", "{app.flag}"]]',
+        "start": f'[["touch", "{app.flag}"]]',
+        "backup_dir": f'"{crm.backup_root}"',
+        "two_person_rule": "true",
+        "health_timeout_seconds": "10",
+    } | overrides
+    path = tmp_path / "rollback-bot.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [bot]
+        audit_db = "state/rollback-audit.sqlite"
+        incident_channel = "{CHANNEL}"
+        operators = ["{OPERATOR}", "{LEAD}"]
+        approvers = ["{APPROVER}", "{APPROVER_2}", "{LEAD}", "S0DBAS"]
+        two_person_rule = {values['two_person_rule']}
+        update_interval_seconds = 300
+
+        [environments.staging]
+        dsn = "{crm.dsn}"
+        backup_dir = {values['backup_dir']}
+        stop = {values['stop']}
+        start = {values['start']}
+        stop_app = {values['stop_app']}
+        health_url = "http://127.0.0.1:{app.port}/api/health"
+        health_timeout_seconds = {values['health_timeout_seconds']}
+        smoke = [{{ url = "http://127.0.0.1:{app.port}/api/sales", status = 200 }}]
+        restore_jobs = 2
+        """), encoding="utf-8")
+    return path
+
+
+def credentials(api_url: str) -> SlackCredentials:
+    return SlackCredentials(SecretStr(BOT_TOKEN), SecretStr(SIGNING_SECRET), None, api_url)
+
+
+@dataclass
+class Harness:
+    """The fake Slack and the real bot serving HTTP, wired together."""
+
+    slack: FakeSlack
+    runtime: BotRuntime
+    settings: Settings
+    crm: Crm
+    app: StandInApp
+
+    async def settle(self) -> None:
+        """Wait until every run has ended and every message about it has been sent."""
+        await self.runtime.service.runner.wait_idle()
+        await self.runtime.deps.notifier.drain()
+
+
+async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str):
+    slack = FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN)
+    await slack.start()
+    for user, name in ((OPERATOR, "ops.olivia"), (LEAD, "lead.lee"), (APPROVER, "dba.alice"),
+                       (APPROVER_2, "dba.bob"), (BYSTANDER, "dev.dan"), (GROUP_MEMBER, "dba.gina")):
+        slack.add_user(user, name)
+    slack.add_usergroup("S0DBAS", [GROUP_MEMBER])
+    settings = load_settings(write_config(tmp_path, crm, app, **overrides))
+    runtime = BotRuntime(settings, credentials(slack.api_url))
+    port = await runtime.serve_http("127.0.0.1", 0)
+    slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+    return Harness(slack, runtime, settings, crm, app)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, crm: Crm, stand_in: StandInApp):
+    h = await start_harness(tmp_path, crm, stand_in)
+    yield h
+    await h.settle()
+    await h.runtime.stop()
+    await h.slack.stop()
