@@ -70,7 +70,7 @@ async def preflight(ctx: RunContext) -> StepOutcome:
                                  "an earlier attempt; inspect it and drop or rename it, then try again")
         if not await pg.scalar(conn, "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"):
             raise StepFailed("the configured role may not create databases (needs CREATEDB or superuser)")
-        version = await pg.scalar(conn, "SHOW server_version")
+        version = (await pg.scalar(conn, "SHOW server_version")).split(" ")[0]
         size = await pg.scalar(conn, "SELECT pg_database_size(%s)", (live,))
         disk = await _disk_room(conn, size)
     facts = {"backup_path": str(backup.path), "backup_created": backup.created.isoformat(), "backup_size": backup.size,
@@ -249,8 +249,8 @@ def build_plan(stop_app_mode: str) -> Plan:
         Step("declare", "Declare the incident", declare),
         Step("preflight", "Preflight: backup, target, disk", preflight),
         *([Step("stop_app", "Stop the application", stop_app)] if stop_now else []),
-        Step("restore_aside", "Restore the backup aside", restore_aside),
-        Step("verify", "Verify the restored copy", verify),
+        Step("restore_aside", "Restore the backup aside", restore_aside, interruptible=True),
+        Step("verify", "Verify the restored copy", verify, interruptible=True),
         *([] if stop_now else [Step("stop_app", "Stop the application for the swap", stop_app, destructive=True)]),
         Step("swap", "Swap the restored copy in", swap, destructive=True),
         Step("start_app", "Start the application", start_app),

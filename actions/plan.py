@@ -77,6 +77,9 @@ class Step:
     title: str
     run: StepRun
     destructive: bool = False
+    # A denial may stop this step midway: it only touches what `Plan.abort` cleans up (the aside
+    # copy). Other steps (stopping the app, say) always run to their end before a denial is obeyed.
+    interruptible: bool = False
     # For the first step of a destructive group: when to ask (the key of an earlier step) and
     # what to show. Without `ask_approval_after` the approval is asked right before the group.
     ask_approval_after: str | None = None

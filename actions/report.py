@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 
+from actions.backups import human_size
 from actions.plan import RunContext
 from actions.records import ApprovalState, AuditEvent, StepRecord, utcnow
 from messages.report import report_markdown
@@ -17,6 +19,19 @@ def _ended(steps: list[StepRecord], key: str):
 
 def _approver(events: list[AuditEvent]) -> str | None:
     return next((e.actor for e in reversed(events) if e.action == ApprovalState.APPROVED.value), None)
+
+
+def _backup_line(facts: dict) -> str:
+    if not facts.get("backup_path"):
+        return "none (the rollback did not get past preflight)"
+    created = datetime.fromisoformat(facts["backup_created"])
+    return f"{facts['backup_path']} (created {created:%Y-%m-%d %H:%M:%S} UTC, {human_size(facts['backup_size'])})"
+
+
+def _audit_action(event: AuditEvent) -> str:
+    """The action with the one detail that says what it was about (a step, a reason)."""
+    about = event.detail.get("step") or event.detail.get("reason")
+    return f"{event.action} ({about})" if about else event.action
 
 
 async def build_report(ctx: RunContext) -> ReportView:
@@ -37,14 +52,14 @@ async def build_report(ctx: RunContext) -> ReportView:
         incident_id=incident.id, environment=incident.environment, target=ctx.environment.target,
         level="CRITICAL", status="ROLLED BACK" if incident.resolved_at else "OPEN", generated_at=utcnow(),
         timeline=timeline, requested_by=ctx.run.requested_by, approved_by=_approver(events),
-        backup=f"{facts.get('backup_path')} (created {facts.get('backup_created')}, {facts.get('backup_size', 0):,} bytes)",
+        backup=_backup_line(facts),
         kept_as=facts.get("keep_as", ""),
         resolution=("Full database rollback performed. The backup was restored into a separate database, "
                     "verified against the backup's table of contents, and swapped in by renaming; the "
                     "database that failed was kept under a new name."),
         steps=tuple(StepView(s.title, s.state.value, s.seconds, s.detail) for s in steps if s.key != "report"),
         row_counts=tuple(sorted(facts.get("row_counts", {}).items())),
-        audit=tuple((e.at, e.actor, e.action, e.outcome) for e in events),
+        audit=tuple((e.at, e.actor, _audit_action(e), e.outcome) for e in events),
     )
 
 

@@ -89,19 +89,19 @@ class Runner:
             return ApprovalNotFound(approval_id)
         where = {"environment": approval.environment, "incident_id": approval.incident_id, "run_id": approval.run_id}
         action = "approve" if approve else "deny"
-        if approval.state is not ApprovalState.PENDING:
-            await self.store.audit(actor.user_id, f"{action}.too_late", outcome="refused", **where,
-                                   approval=approval_id, state=approval.state, decided_by=approval.decided_by)
-            return AlreadyDecided(approval)
         refusal = self._refusal(approval, actor)
         if refusal:
             await self.store.audit(actor.user_id, f"{action}.refused", outcome="refused", **where,
                                    approval=approval_id, reason=refusal.reason)
             return refusal
         state = ApprovalState.APPROVED if approve else ApprovalState.DENIED
-        if not await self.store.claim_approval(approval_id, state, actor.user_id):
-            # Someone else's click won the race between our read and our write.
-            return AlreadyDecided(await self.store.approval(approval_id))
+        # The claim is one conditional UPDATE: of racing clicks exactly one changes the row.
+        if approval.state is not ApprovalState.PENDING or not await self.store.claim_approval(
+                approval_id, state, actor.user_id):
+            approval = await self.store.approval(approval_id)
+            await self.store.audit(actor.user_id, f"{action}.too_late", outcome="refused", **where,
+                                   approval=approval_id, state=approval.state, decided_by=approval.decided_by)
+            return AlreadyDecided(approval)
         decided = await self.store.approval(approval_id)
         await self.store.audit(actor.user_id, "approved" if approve else "denied", **where,
                                approval=approval_id, steps=approval.step_keys)
@@ -167,9 +167,11 @@ class Runner:
             for index, step in enumerate(plan.steps):
                 current = step
                 if index in groups:
-                    asked.setdefault(index, await self._ask(ctx, groups[index]))
+                    if index not in asked:  # not asked early: ask now
+                        asked[index] = await self._ask(ctx, groups[index])
                     await self._wait_for_approval(ctx, asked[index], groups[index])
                 await self._run_step(ctx, step, pending=list(asked.values()))
+                await self._raise_if_denied(asked.values())
                 if step.key in ask_after and ask_after[step.key] not in asked:
                     group_index = ask_after[step.key]
                     asked[group_index] = await self._ask(ctx, groups[group_index])
@@ -198,7 +200,7 @@ class Runner:
     async def _run_step(self, ctx: RunContext, step: Step, pending: list[Approval]) -> None:
         await self._step_transition(ctx, step, StepState.RUNNING)
         work = asyncio.create_task(step.run(ctx), name=f"{ctx.run.id} {step.key}")
-        watched = {self._decision(a.id): a for a in pending if a.state is ApprovalState.PENDING}
+        watched = {self._decision(a.id): a for a in pending if step.interruptible and a.state is ApprovalState.PENDING}
         try:
             while True:
                 done, _ = await asyncio.wait({work, *watched}, return_when=asyncio.FIRST_COMPLETED)
@@ -219,6 +221,13 @@ class Runner:
         if outcome.facts:
             await self._remember(ctx, outcome.facts)
         await self._step_transition(ctx, step, StepState.SUCCEEDED, outcome.detail)
+
+    async def _raise_if_denied(self, approvals) -> None:
+        """Obey a denial that arrived while an uninterruptible step was running."""
+        for approval in approvals:
+            future = self._decisions.get(approval.id)
+            if future is not None and future.done() and future.result().state is ApprovalState.DENIED:
+                raise _Denied(future.result())
 
     async def _ask(self, ctx: RunContext, group: tuple[Step, ...]) -> Approval:
         preview = group[0].preview(ctx)  # type: ignore[misc]  (Plan guarantees it)

@@ -189,7 +189,10 @@ class Store:
         for incident_id in ids:
             runs = self.runs(incident_id=incident_id)
             run = runs[-1] if runs else None
-            title = self.step(run.id, run.current_step).title if run and run.current_step else None
+            title = None
+            if run and run.current_step and run.state is RunState.RUNNING:
+                step = self.step(run.id, run.current_step)
+                title = step.title + (" (waiting for approval)" if step.state is StepState.WAITING else "")
             result.append((self.incident(incident_id), run, title))
         return result
 
@@ -206,9 +209,10 @@ class Store:
 
     def set_step(self, run_id: str, key: str, state: StepState, detail: str | None = None) -> StepRecord:
         values: dict[str, Any] = {"state": state}
+        if state in (StepState.RUNNING, StepState.WAITING):
+            self.db["runs"].update(run_id, {"current_step": key})
         if state is StepState.RUNNING:
             values["started_at"] = iso(utcnow())
-            self.db["runs"].update(run_id, {"current_step": key})
         elif state in (StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED, StepState.SKIPPED):
             values["ended_at"] = iso(utcnow())
         if detail is not None:

@@ -56,9 +56,15 @@ class Verification:
         return sum(self.row_counts.values())
 
     def summary(self) -> str:
-        kinds = ", ".join(f"{n} {kind.lower()}{'s' if n != 1 else ''}" for kind, n in sorted(self.checked.items()))
+        kinds = ", ".join(f"{n} {_plural(kind.lower(), n)}" for kind, n in sorted(self.checked.items()))
         return (f"{sum(self.checked.values())} objects present ({kinds}); "
                 f"{len(self.row_counts)} tables, {self.total_rows:,} rows")
+
+
+def _plural(word: str, n: int) -> str:
+    if n == 1:
+        return word
+    return word + ("es" if word.endswith(("x", "s")) else "s")
 
 
 async def verify_restored(conn: psycopg.AsyncConnection, toc: Toc) -> Verification:

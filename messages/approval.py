@@ -24,14 +24,16 @@ def approval_message(view: ApprovalView) -> SlackMessage:
     steps = "\n".join(f"{n}. {line}" for n, line in enumerate(view.actions, start=1))
     who = ", ".join(mention(a) for a in view.approvers)
     rule = " The person who asked cannot approve (two-person rule)." if view.two_person_rule else ""
+    pending = view.state == "pending"
     blocks = [
-        header(f"⚠️ Approval needed: {view.title}"),
+        header(f"⚠️ Approval needed: {view.title}" if pending else f"Approval: {view.title}"),
         section(f"{mention(view.requested_by)} asks for a *{view.title.lower()}* · `{view.incident_id}`"),
         section(f"*If approved, the bot will:*\n{steps}"),
         fields(list(view.facts)),
     ]
-    text = f"Approval needed: {view.title} ({view.incident_id}), requested by {mention(view.requested_by)}"
-    if view.state == "pending":
+    text = (f"{'Approval needed' if pending else 'Approval'}: {view.title} ({view.incident_id}), "
+            f"requested by {mention(view.requested_by)}")
+    if pending:
         value = ApprovalButton(incident=view.incident_id, approval=view.approval_id).model_dump_json()
         blocks += [
             context(f"Approvers: {who}.{rule} Nothing live changes before a decision; the restore runs meanwhile."),

@@ -6,6 +6,7 @@ The admin DSN comes from TEST_PG_ADMIN_DSN (default: postgres on 127.0.0.1:5432,
 
 from __future__ import annotations
 
+import asyncio
 import os
 import textwrap
 from dataclasses import dataclass
@@ -187,10 +188,20 @@ class Harness:
     crm: Crm
     app: StandInApp
 
-    async def settle(self) -> None:
+    async def settle(self, timeout: float = 60.0) -> None:
         """Wait until every run has ended and every message about it has been sent."""
-        await self.runtime.service.runner.wait_idle()
-        await self.runtime.deps.notifier.drain()
+        async with asyncio.timeout(timeout):
+            await self.runtime.service.runner.wait_idle()
+            await self.runtime.deps.notifier.drain()
+
+    async def close(self) -> None:
+        """Stop the bot (cancelling a run still waiting for a decision) and the fake Slack."""
+        try:
+            await self.settle(timeout=5)
+        except TimeoutError:
+            pass  # a failed test left a run waiting; stopping the runtime cancels it
+        await self.runtime.stop()
+        await self.slack.stop()
 
 
 async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str):
@@ -211,6 +222,4 @@ async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: 
 async def harness(tmp_path: Path, crm: Crm, stand_in: StandInApp):
     h = await start_harness(tmp_path, crm, stand_in)
     yield h
-    await h.settle()
-    await h.runtime.stop()
-    await h.slack.stop()
+    await h.close()

@@ -3,8 +3,11 @@ the project's fake Slack. Assertions are on what Slack received and on the datab
 
 from __future__ import annotations
 
-import asyncio
-import json
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from psycopg import sql
 
 from conftest import (
     APPROVER,
@@ -16,7 +19,9 @@ from conftest import (
     Harness,
     database_names,
     dsn_of,
+    start_harness,
 )
+from demo.backup import take_backup
 from demo.fingerprint import diff, fingerprint
 
 WAIT = 90.0
@@ -36,7 +41,7 @@ async def run_end(h: Harness, expected: str):
     """The first message that ends a run (RESOLVED, a failure or a denial); it must contain `expected`."""
     ending = await h.slack.wait_for(
         lambda: next((m for m in h.slack.messages(CHANNEL, include_replies=True)
-                      if any(mark in m.text for mark in ("INCIDENT RESOLVED", "failed at", "was denied", "failed:"))), None),
+                      if m.reply_broadcast or m.text.startswith("✅ INCIDENT RESOLVED")), None),
         timeout=WAIT, what="the end of the run")
     assert expected in ending.all_text(), ending.all_text()
     return ending
@@ -105,3 +110,128 @@ async def test_full_rollback_restores_the_backup_and_keeps_the_failed_database(h
     assert (OPERATOR, "full.started", "ok") in actions
     assert (APPROVER, "approved", "ok") in actions
     assert ("bot", "run.succeeded", "ok") in actions
+
+
+async def test_only_one_approval_is_asked_per_gate(harness: Harness):
+    h = harness
+    await start_rollback(h)
+    request = await approval_message(h)
+    await h.slack.click(APPROVER, request, "approval-approve")
+    await run_end(h, "INCIDENT RESOLVED")
+    await h.settle()
+    approvals = [m for m in h.slack.messages(CHANNEL) if m.text.startswith("Approval")]
+    assert len(approvals) == 1
+    assert [a for _, a, _ in audit_actions(h)].count("approval.requested") == 1
+
+
+async def test_at_swap_keeps_the_app_up_until_the_approved_swap(tmp_path, crm, stand_in):
+    h = await start_harness(tmp_path, crm, stand_in, stop_app='"at_swap"')
+    try:
+        await start_rollback(h)
+        request = await approval_message(h)
+        await h.slack.wait_for_message(CHANNEL, "✅ Verify the restored copy", timeout=WAIT)
+        assert h.app.running  # restored and verified while the app kept serving
+        await h.slack.click(APPROVER, request, "approval-approve")
+        await run_end(h, "INCIDENT RESOLVED")
+        await h.settle()
+        thread = [m.text for m in h.slack.messages(CHANNEL, include_replies=True)]
+        order = [next(i for i, t in enumerate(thread) if t.startswith(f"✅ {title}"))
+                 for title in ("Verify the restored copy", "Stop the application for the swap", "Swap the restored copy in")]
+        assert order == sorted(order)
+        assert h.app.running
+        assert diff(h.crm.before, await fingerprint(h.crm.dsn)) == []
+    finally:
+        await h.close()
+
+
+async def test_no_backup_fails_preflight_and_changes_nothing(tmp_path, crm, stand_in):
+    empty = tmp_path / "no-backups"
+    empty.mkdir()
+    h = await start_harness(tmp_path, crm, stand_in, backup_dir=f'"{empty}"')
+    try:
+        await start_rollback(h)
+        ending = await run_end(h, "failed at “Preflight: backup, target, disk”")
+        assert "No backup found" in ending.all_text() and "untouched" in ending.all_text()
+        await h.settle()
+        assert h.app.running  # preflight runs before the app is stopped
+        assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
+        assert not any(m.text.startswith("Approval") for m in h.slack.messages(CHANNEL))
+        assert await database_names(h.crm.dbname) == {h.crm.dbname}
+        # The incident stays open, and the environment is free for another attempt.
+        status = await h.slack.send_command(OPERATOR, "status")
+        assert status.status == 200
+        shown = await h.slack.wait_for_ephemeral(OPERATOR, "Open incidents", timeout=WAIT)
+        assert "INC-" in shown.all_text() and "failed" in shown.all_text()
+    finally:
+        await h.close()
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("garbage", "not readable by pg_restore"),
+    ("truncate", "damaged (truncated or corrupt)"),
+])
+async def test_damaged_backup_fails_preflight_before_anything_stops(harness: Harness, damage, expected):
+    h = harness
+    dump = next(h.crm.backup_root.glob("*/staging_full_backup.dump"))
+    data = dump.read_bytes()
+    dump.write_bytes(b"this is not a dump\n" * 100 if damage == "garbage" else data[: len(data) // 2])
+    await start_rollback(h)
+    ending = await run_end(h, expected)
+    assert "untouched" in ending.all_text()
+    await h.settle()
+    assert h.app.running
+    assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
+    assert await database_names(h.crm.dbname) == {h.crm.dbname}
+
+
+async def test_deny_ends_the_rollback_with_nothing_destroyed(harness: Harness):
+    h = harness
+    await start_rollback(h)
+    request = await approval_message(h)
+    await h.slack.click(APPROVER, request, "approval-deny")
+    ending = await run_end(h, f"was denied by <@{APPROVER}>")
+    assert "untouched" in ending.all_text() and "still stopped" in ending.all_text()
+    await h.settle()
+    assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
+    assert await database_names(h.crm.dbname) == {h.crm.dbname}  # the aside copy was dropped
+    decided = next(m for m in h.slack.messages(CHANNEL) if m.ts == request.ts)
+    assert "Denied" in decided.all_text() and not any(b["type"] == "actions" for b in decided.blocks)
+    assert (APPROVER, "denied", "ok") in audit_actions(h)
+    assert not any("swap" in t for t in [m.text for m in h.slack.messages(CHANNEL, include_replies=True)]
+                   if t.startswith("✅"))
+
+
+async def test_restore_failure_drops_the_aside_copy_and_leaves_live_untouched(harness: Harness):
+    h = harness
+    # A newer backup whose restore fails: a table owned by a role that no longer exists.
+    role = f"{h.crm.dbname}_gone"
+    async with await psycopg.AsyncConnection.connect(h.crm.dsn, autocommit=True) as conn:
+        await conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+        await conn.execute(sql.SQL("CREATE TABLE orphan_owned (id int); ALTER TABLE orphan_owned OWNER TO {}").format(
+            sql.Identifier(role)))
+    await take_backup(h.crm.dsn, h.crm.backup_root, "staging", when=datetime.now(UTC) + timedelta(minutes=1))
+    async with await psycopg.AsyncConnection.connect(h.crm.dsn, autocommit=True) as conn:
+        await conn.execute("DROP TABLE orphan_owned")
+        await conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    await start_rollback(h)
+    ending = await run_end(h, "failed at “Restore the backup aside”")
+    assert "pg_restore failed" in ending.all_text() and "untouched" in ending.all_text()
+    assert "was dropped" in ending.all_text()
+    await h.settle()
+    assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
+    assert await database_names(h.crm.dbname) == {h.crm.dbname}
+
+
+async def test_app_start_failure_after_the_swap_says_the_swap_is_done(tmp_path, crm, stand_in):
+    h = await start_harness(tmp_path, crm, stand_in, start='[["false"]]')
+    try:
+        await start_rollback(h)
+        await h.slack.click(APPROVER, await approval_message(h), "approval-approve")
+        ending = await run_end(h, "failed at “Start the application”")
+        text = ending.all_text()
+        assert "The swap is done" in text and "needs no further action" in text
+        await h.settle()
+        assert diff(h.crm.before, await fingerprint(h.crm.dsn)) == []  # fully swapped, never half-restored
+        assert not any(m.text.startswith("✅ INCIDENT RESOLVED") for m in h.slack.messages(CHANNEL))
+    finally:
+        await h.close()

@@ -1,0 +1,79 @@
+"""Requests as Slack sends them: signatures, stale or forged ones, and the replies to bad input."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import APPROVER, CHANNEL, OPERATOR, Harness
+from demo.fingerprint import diff, fingerprint
+from test_full_rollback import WAIT, approval_message, audit_actions, run_end, start_rollback
+
+
+@pytest.mark.parametrize("knobs", [
+    {"signature": "v0=" + "0" * 64},               # forged signature
+    {"sign": False},                                # no signature headers at all
+    {"timestamp": int(time.time()) - 10 * 60},      # correctly signed, but 10 minutes old
+])
+async def test_unsigned_forged_or_stale_requests_get_401_and_run_nothing(harness: Harness, knobs):
+    h = harness
+    reply = await h.slack.send_command(OPERATOR, "full staging", **knobs)
+    assert reply.status == 401
+    await h.settle()
+    assert h.runtime.deps.store.sync.audit_events() == []
+    assert h.slack.messages(CHANNEL) == [] and h.slack.ephemerals() == []
+    assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
+
+
+async def test_a_forged_approve_click_is_rejected(harness: Harness):
+    h = harness
+    await start_rollback(h)
+    request = await approval_message(h)
+    reply = await h.slack.click(APPROVER, request, "approval-approve", signature="v0=" + "f" * 64)
+    assert reply.status == 401
+    assert not [a for a in audit_actions(h) if a[1] == "approved"]
+    await h.slack.click(APPROVER, request, "approval-deny")
+    await run_end(h, "was denied")
+
+
+async def test_help_lists_every_verb_and_environment(harness: Harness):
+    h = harness
+    for text in ("help", ""):
+        reply = await h.slack.send_command(OPERATOR, text)
+        assert reply.status == 200
+        body = reply.json["text"]
+        assert "/rollback full <env>" in body and "/rollback status" in body and "`staging`" in body
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("fulll staging", "I don't know the verb `fulll`"),
+    ("full", "Name one environment"),
+    ("full production", "There is no environment `production`"),
+    ("full staging now please", "Unexpected words after the environment"),
+    ("full staging';DROP", "There is no environment `staging';drop`"),
+])
+async def test_bad_input_gets_a_clear_reply_and_changes_nothing(harness: Harness, text, expected):
+    h = harness
+    reply = await h.slack.send_command(OPERATOR, text)
+    assert reply.status == 200 and reply.elapsed_ms < 3000
+    answer = await h.slack.wait_for_ephemeral(OPERATOR, expected, timeout=WAIT)
+    assert "Nothing was started" in answer.all_text() or "/rollback help" in answer.all_text()
+    await h.settle()
+    assert h.slack.messages(CHANNEL) == []
+    assert not h.runtime.deps.store.sync.runs()
+    assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
+
+
+async def test_status_shows_the_running_rollback_and_its_step(harness: Harness):
+    h = harness
+    await start_rollback(h)
+    request = await approval_message(h)
+    await h.slack.wait_for_message(CHANNEL, "✅ Verify the restored copy", timeout=WAIT)
+    await h.slack.send_command(APPROVER, "status")
+    status = await h.slack.wait_for_ephemeral(APPROVER, "Open incidents", timeout=WAIT)
+    text = status.all_text()
+    assert "staging" in text and "running" in text and "Swap the restored copy in (waiting for approval)" in text
+    assert f"<@{OPERATOR}>" in text
+    await h.slack.click(APPROVER, request, "approval-deny")
+    await run_end(h, "was denied")
