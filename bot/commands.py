@@ -23,7 +23,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def rollback(ack, command, respond) -> None:
         text = " ".join(command.get("text", "").split())
         user, verb, args = command["user_id"], *_split(text)
-        await deps.store.audit(user, "command", text=text, channel=command.get("channel_id"))
+        environment = args[0].lower() if verb in ENVIRONMENT_VERBS and args else None
+        await deps.store.audit(user, "command", environment=environment, text=text, channel=command.get("channel_id"))
         if verb == "help":
             return await ack(**_reply(replies.help_message(list(deps.settings.environments))))
         if verb not in replies.VERBS:
@@ -75,3 +76,4 @@ async def _status(deps: Deps, user: str, args: list[str]):
 
 
 HANDLERS = {"full": _full, "status": _status}
+ENVIRONMENT_VERBS = {"full"}  # verbs whose first argument is an environment

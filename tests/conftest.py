@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import textwrap
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
@@ -16,6 +17,7 @@ from uuid import uuid4
 import aiohttp.web
 import psycopg
 import pytest
+from psycopg import sql
 from pydantic import SecretStr
 
 from actions.config import Settings, load_settings
@@ -51,12 +53,13 @@ class Crm:
     after: Fingerprint  # content after the migration: what the kept failed copy must hold
 
 
-@pytest.fixture
-async def crm(tmp_path: Path):
+@asynccontextmanager
+async def crm_database(tmp_path: Path, rows: int = 20_000):
+    """A fresh CRM, backed up in the runbook's layout, then broken by the Phase 4 migration."""
     dbname = f"rbtest_{uuid4().hex[:10]}"
     backup_root = tmp_path / "_backups" / "staging"
     try:
-        await create_crm(ADMIN_DSN, dbname, rows=20_000)
+        await create_crm(ADMIN_DSN, dbname, rows=rows)
         dsn = database_dsn(ADMIN_DSN, dbname)
         before = await fingerprint(dsn)
         await take_backup(dsn, backup_root, "staging")
@@ -64,6 +67,12 @@ async def crm(tmp_path: Path):
         yield Crm(dbname, dsn, backup_root, before, await fingerprint(dsn))
     finally:
         await drop_databases_like(dbname)
+
+
+@pytest.fixture
+async def crm(tmp_path: Path):
+    async with crm_database(tmp_path) as database:
+        yield database
 
 
 async def drop_databases_like(prefix: str) -> None:
@@ -82,6 +91,18 @@ async def database_names(prefix: str) -> set[str]:
     async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
         cursor = await conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",))
         return {row[0] for row in await cursor.fetchall()}
+
+
+@pytest.fixture
+async def app_role(crm: Crm):
+    """A login role for database grants; dropped after the test's databases are gone."""
+    role = f"{crm.dbname}_app"
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        await conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    yield role
+    await drop_databases_like(crm.dbname)
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 class StandInApp:
@@ -149,6 +170,7 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str) ->
         "backup_dir": f'"{crm.backup_root}"',
         "two_person_rule": "true",
         "health_timeout_seconds": "10",
+        "dsn": f'"{crm.dsn}"',
     } | overrides
     path = tmp_path / "rollback-bot.toml"
     path.write_text(textwrap.dedent(f"""\
@@ -161,7 +183,7 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str) ->
         update_interval_seconds = 300
 
         [environments.staging]
-        dsn = "{crm.dsn}"
+        dsn = {values['dsn']}
         backup_dir = {values['backup_dir']}
         stop = {values['stop']}
         start = {values['start']}

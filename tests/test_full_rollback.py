@@ -3,6 +3,8 @@ the project's fake Slack. Assertions are on what Slack received and on the datab
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -10,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from conftest import (
+    ADMIN_DSN,
     APPROVER,
     APPROVER_2,
     CHANNEL,
@@ -25,6 +28,9 @@ from demo.backup import take_backup
 from demo.fingerprint import diff, fingerprint
 
 WAIT = 90.0
+STEP_TITLES = ("Declare the incident", "Preflight", "Stop the application", "Restore the backup aside",
+               "Verify the restored copy", "Swap the restored copy in", "Start the application",
+               "Run the smoke checks", "Resolve the incident", "Write the incident report")
 
 
 async def start_rollback(h: Harness, user: str = OPERATOR):
@@ -85,9 +91,7 @@ async def test_full_rollback_restores_the_backup_and_keeps_the_failed_database(h
     alert_now = next(m for m in h.slack.messages(CHANNEL) if m.ts == alert.ts)
     assert "RESOLVED" in alert_now.all_text() and alert_now.edited
     thread = "\n".join(m.all_text() for m in h.slack.replies(CHANNEL, alert.ts))
-    for title in ("Declare the incident", "Preflight", "Stop the application", "Restore the backup aside",
-                  "Verify the restored copy", "Swap the restored copy in", "Start the application",
-                  "Run the smoke checks", "Resolve the incident", "Write the incident report"):
+    for title in STEP_TITLES:
         assert f"✅ {title}" in thread, title
     assert f"Approved by <@{APPROVER}>" in thread
 
@@ -233,5 +237,75 @@ async def test_app_start_failure_after_the_swap_says_the_swap_is_done(tmp_path, 
         await h.settle()
         assert diff(h.crm.before, await fingerprint(h.crm.dsn)) == []  # fully swapped, never half-restored
         assert not any(m.text.startswith("✅ INCIDENT RESOLVED") for m in h.slack.messages(CHANNEL))
+    finally:
+        await h.close()
+
+
+async def test_swap_ends_open_sessions_and_keeps_database_settings_and_grants(harness: Harness, app_role: str):
+    h = harness
+    live = sql.Identifier(h.crm.dbname)
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        # Database-level properties live outside pg_dump's output: the swap must carry them over.
+        await conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '7MB'").format(live))
+        await conn.execute(sql.SQL("ALTER DATABASE {} SET search_path = public, \"$user\"").format(live))
+        await conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(live))
+        await conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(live, sql.Identifier(app_role)))
+    lingering = await psycopg.AsyncConnection.connect(h.crm.dsn, autocommit=True)  # a client that never left
+    await start_rollback(h)
+    await h.slack.click(APPROVER, await approval_message(h), "approval-approve")
+    await run_end(h, "INCIDENT RESOLVED")
+    assert lingering.closed or (await _dead(lingering))
+    swap_line = await h.slack.wait_for_message(CHANNEL, "✅ Swap the restored copy in", timeout=WAIT)
+    assert "1 session(s) ended" in swap_line.text
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT d.datacl::text, s.setconfig FROM pg_database d LEFT JOIN pg_db_role_setting s "
+            "ON s.setdatabase = d.oid AND s.setrole = 0 WHERE d.datname = %s", (h.crm.dbname,))
+        acl, settings = await cursor.fetchone()
+    assert f"{app_role}=c/" in acl and "=Tc/" not in acl.replace(f"{app_role}=c/", "")
+    assert sorted(settings) == sorted(["work_mem=7MB", 'search_path=public, "$user"'])
+    assert diff(h.crm.before, await fingerprint(h.crm.dsn)) == []
+
+
+async def _dead(conn: psycopg.AsyncConnection) -> bool:
+    try:
+        await conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
+async def test_slack_rate_limits_and_errors_are_retried_and_the_rollback_does_not_wait(harness: Harness):
+    h = harness
+    h.slack.inject_failure("chat.postMessage", status=429, retry_after=1, times=2)
+    h.slack.inject_failure("chat.update", status=503, times=1)
+    await start_rollback(h)
+    await h.slack.click(APPROVER, await approval_message(h), "approval-approve")
+    await run_end(h, "INCIDENT RESOLVED")
+    await h.settle()
+    statuses = [c.status for c in h.slack.calls("chat.postMessage")]
+    assert statuses[:3] == [429, 429, 200]
+    assert 503 in [c.status for c in h.slack.calls("chat.update")]
+    thread = [m.text for m in h.slack.messages(CHANNEL, include_replies=True)]
+    assert all(any(t.startswith(f"✅ {title}") for t in thread) for title in STEP_TITLES)  # every step line arrived
+
+
+async def test_no_secret_appears_in_messages_audit_report_or_logs(tmp_path, crm, stand_in, caplog):
+    secret = "rbtest-Pw-9d41c7"  # trust auth ignores it, but it is in the DSN like a real password
+    h = await start_harness(tmp_path, crm, stand_in, dsn=f'"{crm.dsn} password={secret}"')
+    try:
+        caplog.set_level(logging.DEBUG)
+        await start_rollback(h)
+        await h.slack.click(APPROVER, await approval_message(h), "approval-approve")
+        await run_end(h, "INCIDENT RESOLVED")
+        await h.settle()
+        seen = [m.all_text() + json.dumps(m.blocks) for m in h.slack.messages(CHANNEL, include_replies=True)]
+        seen += [e.all_text() for e in h.slack.ephemerals()] + [f.content.decode() for f in h.slack.files]
+        seen += [json.dumps(c.args) for c in h.slack.calls()]
+        seen += [json.dumps(e.detail) for e in h.runtime.deps.store.sync.audit_events()]
+        seen += [p.read_text() for p in tmp_path.rglob("*") if p.suffix in (".md", ".log", ".toml") and p.name != "rollback-bot.toml"]
+        seen += [caplog.text]
+        assert all(secret not in text for text in seen)
+        assert all(h.settings.environments["staging"].resolved_dsn.get_secret_value() not in text for text in seen)
     finally:
         await h.close()

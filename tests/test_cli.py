@@ -1,0 +1,150 @@
+"""The `rollback-bot` command as a user runs it: start-up errors, HTTP serving, audit and status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import textwrap
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from conftest import BOT_TOKEN, CHANNEL, OPERATOR, SIGNING_SECRET, Harness
+from fake_slack import FakeSlack
+from test_full_rollback import approval_message, run_end, start_rollback
+
+BIN = str(Path(sys.executable).with_name("rollback-bot"))
+MINIMAL = """\
+[bot]
+incident_channel = "C0INCIDENTS"
+operators = ["U0OPS1"]
+approvers = ["U0DBA1"]
+
+[environments.staging]
+dsn = "postgresql://app:s3cret-pw@127.0.0.1:5432/crm_staging"
+backup_dir = "_backups/staging"
+"""
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        BIN, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None})
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def config(tmp_path: Path, text: str = MINIMAL) -> Path:
+    path = tmp_path / "bot.toml"
+    path.write_text(text)
+    return path
+
+
+def no_slack_env() -> dict:
+    return {"SLACK_BOT_TOKEN": None, "SLACK_SIGNING_SECRET": None, "SLACK_APP_TOKEN": None}
+
+
+async def test_missing_config_file_is_one_clear_line(tmp_path):
+    code, out, err = await run_cli("serve", "--config", str(tmp_path / "nope.toml"), "--http")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"rollback-bot: {tmp_path / 'nope.toml'}: config file not found "
+                                        "(pass --config FILE; see README, 'Configuration')"]
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("backup_dir = \"_backups/staging\"", "backup_dir = \"_backups/staging\"\nrestore_jobs = 0"),
+     "environments.staging.restore_jobs: Input should be greater than or equal to 1, got 0"),
+    (("backup_dir = \"_backups/staging\"", "backup_dir = \"_backups/staging\"\nrestor_jobs = 2"),
+     "environments.staging.restor_jobs: unknown key"),
+    (("operators = [\"U0OPS1\"]", "operators = [\"ops-team\"]"), "bot.operators: Value error, expected Slack user ids"),
+    (("approvers = [\"U0DBA1\"]\n", ""), "bot.approvers: required key is missing"),
+    (("dsn = \"postgresql://app:s3cret-pw@127.0.0.1:5432/crm_staging\"", "dsn = \"postgresql://app:s3cret-pw@127.0.0.1:5432\""),
+     "environments.staging.dsn: expected the database name in the DSN"),
+    (("[environments.staging]", "[environments.Staging]"), "environments.Staging: environment names must match"),
+])
+async def test_an_invalid_key_stops_start_up_naming_file_and_key(tmp_path, change, expected):
+    path = config(tmp_path, MINIMAL.replace(*change))
+    code, out, err = await run_cli("serve", "--config", str(path), "--http")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"rollback-bot: {path}: ") and expected in lines[0], lines
+    assert "s3cret-pw" not in err
+
+
+async def test_missing_token_stops_start_up(tmp_path):
+    code, _, err = await run_cli("serve", "--config", str(config(tmp_path)), "--http", env=no_slack_env())
+    assert code == 2
+    assert err.strip().splitlines() == ["rollback-bot: SLACK_BOT_TOKEN is not set: export the Bot User OAuth Token "
+                                        "(xoxb-…) from your Slack app's 'OAuth & Permissions' page"]
+    code, _, err = await run_cli("serve", "--config", str(config(tmp_path)), "--http",
+                                 env={**no_slack_env(), "SLACK_BOT_TOKEN": "xoxb-1"})
+    assert code == 2 and "SLACK_SIGNING_SECRET is not set" in err
+    code, _, err = await run_cli("serve", "--config", str(config(tmp_path)), env={**no_slack_env(), "SLACK_BOT_TOKEN": "xoxb-1"})
+    assert code == 2 and "SLACK_APP_TOKEN is not set" in err and "--http" in err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_serve_http_answers_signed_slash_commands_on_localhost(tmp_path):
+    port = free_port()
+    async with FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN) as slack:
+        slack.add_user(OPERATOR, "ops.olivia")
+        slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+        proc = await asyncio.create_subprocess_exec(
+            BIN, "serve", "--config", str(config(tmp_path)), "--http", "--port", str(port),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                 "SLACK_API_URL": slack.api_url})
+        try:
+            async with aiohttp.ClientSession() as http:
+                for _ in range(100):
+                    try:
+                        async with http.get(f"http://127.0.0.1:{port}/healthz") as answer:
+                            if answer.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        await asyncio.sleep(0.1)
+            reply = await slack.send_command(OPERATOR, "help")
+            assert reply.status == 200 and "/rollback full <env>" in reply.json["text"]
+            assert (await slack.send_command(OPERATOR, "help", signature="v0=bad")).status == 401
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()
+        assert "listening on http://127.0.0.1:" in err.decode()
+        assert BOT_TOKEN not in err.decode() and SIGNING_SECRET not in err.decode()
+        assert (tmp_path / "rollback-audit.sqlite").exists()  # relative to the config file
+
+
+async def test_audit_and_status_print_what_happened(harness: Harness):
+    h = harness
+    await start_rollback(h)
+    await h.slack.click("U0DBA1", await approval_message(h), "approval-deny")
+    await run_end(h, "was denied")
+    await h.settle()
+    cfg = str(h.settings.config_path)
+    incident = h.runtime.deps.store.sync.open_incidents()[0].id
+
+    code, out, _ = await run_cli("audit", "--config", cfg, "--incident", incident)
+    assert code == 0
+    assert "U0OPS1" in out and "full.started" in out and "U0DBA1" in out and "denied" in out
+
+    code, out, _ = await run_cli("audit", "--config", cfg, "--json")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert {"command", "full.started", "denied", "run.denied"} <= {e["action"] for e in events}
+    assert all({"at", "actor", "action", "outcome", "incident_id"} <= e.keys() for e in events)
+
+    code, out, _ = await run_cli("status", "--config", cfg)
+    assert code == 0 and incident in out and "staging" in out and "denied" in out
+
+    code, _, err = await run_cli("audit", "--config", cfg, "--incident", "INC-19990101-0001")
+    assert code == 1 and "no audit events" in err
