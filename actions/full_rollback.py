@@ -233,6 +233,9 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcom
                   ctx.environment.stop_app == "immediately" else "")
         if state is RunState.FAILED:
             advice = f"Fix what the ❌ step reports, then run `/rollback full {ctx.environment.name}` again. {advice}"
+        if failed_step == "swap":
+            advice += (f" If the bot stopped in the middle of the swap, `{live}` may still refuse connections: "
+                       f"check `datallowconn` and run ALTER DATABASE … WITH ALLOW_CONNECTIONS true if needed.")
         return Outcome(f"Nothing was changed: `{live}` is untouched.", advice.strip())
     step = {"start_app": "the application did not start or did not become healthy",
             "smoke": "the application started but smoke checks failed"}.get(failed_step or "", f"step {failed_step} failed")

@@ -69,3 +69,16 @@ def test_full_plan_gates_exactly_the_destructive_steps(mode, gated):
     keys = [s.key for s in plan.steps]
     assert keys.index("preflight") < keys.index("stop_app")  # the backup is checked before the app goes down
     assert keys.index("verify") < keys.index("swap")
+
+
+def test_readme_documents_every_verb_and_config_key():
+    from pathlib import Path
+
+    from actions.config import BotConfig, Environment, SmokeCheck
+    from messages.replies import VERBS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert all(f"`{usage}`" in readme for usage, _ in VERBS.values())
+    keys = set(BotConfig.model_fields) | set(Environment.model_fields) - {"name"}
+    assert all(f"`{key}`" in readme for key in keys if key not in ("dsn", "dsn_env")) and "`dsn` / `dsn_env`" in readme
+    assert all(key in readme for key in SmokeCheck.model_fields)
