@@ -21,6 +21,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from actions.config import Settings, load_settings
+from actions.store import Store
 from bot.credentials import SlackCredentials
 from bot.server import BotRuntime
 from demo.backup import take_backup
@@ -210,6 +211,15 @@ class Harness:
     crm: Crm
     app: StandInApp
 
+    _store: Store | None = None
+
+    def store(self) -> Store:
+        """The bot's state, read through a connection of the test's own (as the CLI reads it):
+        the bot's connection belongs to its store thread."""
+        if self._store is None:
+            self._store = Store(self.settings.bot.audit_db)
+        return self._store
+
     async def settle(self, timeout: float = 60.0) -> None:
         """Wait until every run has ended and every message about it has been sent."""
         async with asyncio.timeout(timeout):
@@ -224,6 +234,8 @@ class Harness:
             pass  # a failed test left a run waiting; stopping the runtime cancels it
         await self.runtime.stop()
         await self.slack.stop()
+        if self._store is not None:
+            self._store.close()
 
 
 async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str):

@@ -11,7 +11,7 @@ from test_full_rollback import WAIT, approval_message, audit_actions, run_end, s
 
 
 def pending_approvals(h: Harness) -> list:
-    return [a for a in h.runtime.deps.store.sync.db.query("SELECT * FROM approvals WHERE state = 'pending'")]
+    return [a for a in h.store().db.query("SELECT * FROM approvals WHERE state = 'pending'")]
 
 
 async def test_requester_cannot_approve_their_own_rollback(harness: Harness):
@@ -66,7 +66,7 @@ async def test_double_clicks_and_racing_approvers_run_the_step_once(harness: Har
     actions = audit_actions(h)
     assert sum(1 for _, action, _ in actions if action == "approved") == 1
     assert sum(1 for _, action, _ in actions if action == "approve.too_late") == len(clickers) - 1
-    swaps = [d for d in h.runtime.deps.store.sync.audit_events() if d.action == "step.succeeded" and d.detail["step"] == "swap"]
+    swaps = [d for d in h.store().audit_events() if d.action == "step.succeeded" and d.detail["step"] == "swap"]
     assert len(swaps) == 1
     late = [e for e in h.slack.ephemerals() if "already approved" in e.text]
     assert len(late) == len(clickers) - 1

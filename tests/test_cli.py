@@ -132,7 +132,7 @@ async def test_audit_and_status_print_what_happened(harness: Harness):
     await run_end(h, "was denied")
     await h.settle()
     cfg = str(h.settings.config_path)
-    incident = h.runtime.deps.store.sync.open_incidents()[0].id
+    incident = h.store().open_incidents()[0].id
 
     code, out, _ = await run_cli("audit", "--config", cfg, "--incident", incident)
     assert code == 0

@@ -54,7 +54,7 @@ async def run_end(h: Harness, expected: str):
 
 
 def audit_actions(h: Harness) -> list[tuple[str, str, str]]:
-    return [(e.actor, e.action, e.outcome) for e in h.runtime.deps.store.sync.audit_events()]
+    return [(e.actor, e.action, e.outcome) for e in h.store().audit_events()]
 
 
 async def test_full_rollback_restores_the_backup_and_keeps_the_failed_database(harness: Harness):
@@ -302,7 +302,7 @@ async def test_no_secret_appears_in_messages_audit_report_or_logs(tmp_path, crm,
         seen = [m.all_text() + json.dumps(m.blocks) for m in h.slack.messages(CHANNEL, include_replies=True)]
         seen += [e.all_text() for e in h.slack.ephemerals()] + [f.content.decode() for f in h.slack.files]
         seen += [json.dumps(c.args) for c in h.slack.calls()]
-        seen += [json.dumps(e.detail) for e in h.runtime.deps.store.sync.audit_events()]
+        seen += [json.dumps(e.detail) for e in h.store().audit_events()]
         seen += [p.read_text() for p in tmp_path.rglob("*") if p.suffix in (".md", ".log", ".toml") and p.name != "rollback-bot.toml"]
         seen += [caplog.text]
         assert all(secret not in text for text in seen)

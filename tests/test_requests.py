@@ -21,7 +21,7 @@ async def test_unsigned_forged_or_stale_requests_get_401_and_run_nothing(harness
     reply = await h.slack.send_command(OPERATOR, "full staging", **knobs)
     assert reply.status == 401
     await h.settle()
-    assert h.runtime.deps.store.sync.audit_events() == []
+    assert h.store().audit_events() == []
     assert h.slack.messages(CHANNEL) == [] and h.slack.ephemerals() == []
     assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
 
@@ -61,7 +61,7 @@ async def test_bad_input_gets_a_clear_reply_and_changes_nothing(harness: Harness
     assert "Nothing was started" in answer.all_text() or "/rollback help" in answer.all_text()
     await h.settle()
     assert h.slack.messages(CHANNEL) == []
-    assert not h.runtime.deps.store.sync.runs()
+    assert not h.store().runs()
     assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
 
 
