@@ -59,7 +59,6 @@ class RunContext:
     run: Run
     facts: dict[str, Any]
     remember: Callable[[dict[str, Any]], Awaitable[None]]
-    progress: Callable[[str], None]  # a short status line while a long step runs
     announce: Callable[..., Awaitable[None]]  # incident changes: alert_status=…, app_stopped=…
 
     @property

@@ -129,7 +129,6 @@ class Runner:
             settings=self.settings, environment=self.settings.environments[run.environment],
             store=self.store, incident=incident, run=run, facts=dict(run.facts),
             remember=lambda facts: self._remember(ctx, facts),
-            progress=lambda text: log.info("%s: %s", run.id, text),
             announce=lambda **values: self._announce(ctx, **values),
         )
         return ctx
@@ -144,16 +143,18 @@ class Runner:
             if run.id in self._tasks:
                 continue
             ctx = self._context(await self.store.incident(run.incident_id), run)
-            title = None
-            for record in await self.store.steps(run.id):
-                if record.state in (StepState.RUNNING, StepState.WAITING):
-                    title = title or record.title
-                    await self.store.set_step(run.id, record.key, StepState.FAILED,
-                                              "interrupted: the bot stopped while this step was under way")
-            plan = plan_for(run)
-            outcome = plan.outcome(ctx, RunState.FAILED, run.current_step)
-            reason = f"interrupted: the bot stopped during “{title or run.current_step or 'start-up'}”"
-            await self._end(ctx, RunState.FAILED, reason, outcome)
+            steps = await self.store.steps(run.id)
+            under_way = [s for s in steps if s.state in (StepState.RUNNING, StepState.WAITING)]
+            for record in under_way:
+                await self.store.set_step(run.id, record.key, StepState.FAILED,
+                                          "interrupted: the bot stopped while this step was under way")
+            if under_way:
+                where = f"during “{under_way[0].title}”"
+            else:
+                done = [s for s in steps if s.state is StepState.SUCCEEDED]
+                where = f"after “{done[-1].title}”" if done else "before its first step"
+            outcome = plan_for(run).outcome(ctx, RunState.FAILED, under_way[0].key if under_way else None)
+            await self._end(ctx, RunState.FAILED, f"interrupted: the bot stopped {where}", outcome)
 
     async def _execute(self, plan: Plan, incident: Incident, run: Run) -> None:
         ctx = self._context(incident, run)

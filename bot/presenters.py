@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from actions.config import Settings
 from actions.plan import ApprovalPreview, Outcome
@@ -65,10 +66,10 @@ def resolved_view(incident: Incident, run: Run, steps: list[StepRecord], setting
         app_lines.append("No application start command is configured: start the application yourself")
     if env.smoke:
         app_lines.append(f"Verified working: {len(env.smoke)} smoke check(s) passed")
-    backup = facts.get("backup_path", "")
+    backup = Path(facts.get("backup_path", "?"))
     return ResolvedView(
         incident_id=incident.id, environment=run.environment,
         completed_at=incident.resolved_at or datetime.now().astimezone(),
-        restored_from=f"backup {backup.rsplit('/', 2)[-2] + '/' + backup.rsplit('/', 1)[-1] if '/' in backup else backup}",
+        restored_from=f"backup {backup.parent.name}/{backup.name}",
         app_lines=tuple(app_lines), kept_as=facts.get("keep_as", "?"),
         backup_taken_at=datetime.fromisoformat(facts["backup_created"]) if facts.get("backup_created") else incident.declared_at)

@@ -228,14 +228,15 @@ class FakeSlack:
         event.set()
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, what: str | None = None) -> Any:
-        """Re-evaluate ``predicate`` on every state change until it returns something other
-        than None/False, and return that. Raises TimeoutError describing recent activity."""
+        """Re-evaluate ``predicate`` on every state change until it returns something truthy
+        (a message, a non-empty list, True), and return that. Raises TimeoutError describing
+        recent activity."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             event = self._changed
             result = predicate()
-            if result is not None and result is not False:
+            if result:
                 return result
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -8,13 +8,12 @@ import os
 import signal
 import socket
 import sys
-import textwrap
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from conftest import BOT_TOKEN, CHANNEL, OPERATOR, SIGNING_SECRET, Harness
+from conftest import BOT_TOKEN, OPERATOR, SIGNING_SECRET, Harness
 from fake_slack import FakeSlack
 from test_full_rollback import approval_message, run_end, start_rollback
 

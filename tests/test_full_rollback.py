@@ -14,16 +14,15 @@ from psycopg import sql
 from conftest import (
     ADMIN_DSN,
     APPROVER,
-    APPROVER_2,
     CHANNEL,
-    GROUP_MEMBER,
-    LEAD,
     OPERATOR,
     Harness,
     database_names,
+    credentials,
     dsn_of,
     start_harness,
 )
+from bot.server import BotRuntime
 from demo.backup import take_backup
 from demo.fingerprint import diff, fingerprint
 
@@ -309,3 +308,30 @@ async def test_no_secret_appears_in_messages_audit_report_or_logs(tmp_path, crm,
         assert all(h.settings.environments["staging"].resolved_dsn.get_secret_value() not in text for text in seen)
     finally:
         await h.close()
+
+
+async def test_a_restarted_bot_reports_the_run_it_was_in_and_touches_nothing(tmp_path, crm, stand_in):
+    h = await start_harness(tmp_path, crm, stand_in)
+    await start_rollback(h)
+    await approval_message(h)
+    await h.slack.wait_for_message(CHANNEL, "⏸️ Swap the restored copy in", timeout=WAIT)
+    await h.runtime.stop()  # the bot goes away while the run waits for its approval
+    slack = h.slack
+    restarted = BotRuntime(h.settings, credentials(slack.api_url))
+    port = await restarted.serve_http("127.0.0.1", 0)
+    slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+    try:
+        ending = await run_end(h, "interrupted: the bot stopped during “Swap the restored copy in”")
+        assert "untouched" in ending.all_text()
+        assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
+        # The environment is free again; the leftover copy is named, not silently dropped.
+        await slack.send_command(OPERATOR, "full staging")
+        second = await slack.wait_for(lambda: [m for m in slack.messages(CHANNEL, include_replies=True)
+                                               if m.reply_broadcast][1:], timeout=WAIT)
+        assert "already exists, probably from an earlier attempt" in second[0].all_text()
+        assert any("__rollback_" in n for n in await database_names(h.crm.dbname))
+    finally:
+        await restarted.service.runner.wait_idle()
+        await restarted.deps.notifier.drain()
+        await restarted.stop()
+        await slack.stop()
