@@ -47,7 +47,7 @@ async def preflight(ctx: RunContext) -> StepOutcome:
     env = ctx.environment
     live, aside, keep_as = names(ctx)
     try:
-        backup = newest_backup(env)
+        backup = await asyncio.to_thread(newest_backup, env)  # a backup folder may be on slow storage
         toc = await read_toc(backup)
         read_seconds = await read_all_data(backup)
     except BackupProblem as problem:
@@ -68,8 +68,9 @@ async def preflight(ctx: RunContext) -> StepOutcome:
             if await pg.database_exists(conn, name):
                 raise StepFailed(f"a database named {name} (the {what}'s name) already exists, probably from "
                                  "an earlier attempt; inspect it and drop or rename it, then try again")
-        if not await pg.scalar(conn, "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user"):
-            raise StepFailed("the configured role may not create databases (needs CREATEDB or superuser)")
+        if not await pg.may_swap(conn, live):
+            raise StepFailed(f"the configured role may not create and rename databases: it needs to be superuser, "
+                             f"or to have CREATEDB and be a member of {live}'s owner role")
         version = (await pg.scalar(conn, "SHOW server_version")).split(" ")[0]
         size = await pg.scalar(conn, "SELECT pg_database_size(%s)", (live,))
         disk = await _disk_room(conn, size)
@@ -111,17 +112,10 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
     ctx.settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = ctx.settings.logs_dir / f"{ctx.run.id}-restore.log"
     target, secret_env = pg.client_args(env, aside)
-    restored = 0
-
-    def count(line: str) -> None:
-        nonlocal restored
-        if "processing data for table" in line or "processing item" in line:
-            restored += 1
-
     result = await run_process(
         ["pg_restore", "--verbose", "--exit-on-error", "--no-password", f"--jobs={env.restore_jobs}",
          f"--dbname={target}", ctx.facts["backup_path"]],
-        env=secret_env, on_line=count, log_path=log_path)
+        env=secret_env, log_path=log_path)
     if not result.ok:
         errors = [line for line in result.output_tail if "error" in line.lower()]
         raise StepFailed(f"pg_restore failed (exit {result.returncode}): "
@@ -205,9 +199,28 @@ def preview(ctx: RunContext) -> ApprovalPreview:
     )
 
 
+async def reconcile(ctx: RunContext) -> None:
+    """After a failure or a crash, read where the databases stand instead of trusting memory: a
+    lost connection may hide a committed swap, a crash may leave the live database closed."""
+    if "aside" not in ctx.facts:
+        return  # preflight did not pass: nothing was created or changed
+    live, aside, keep_as = names(ctx)
+    try:
+        async with await pg.admin(ctx.environment) as conn:
+            kept, copy = await pg.database_exists(conn, keep_as), await pg.database_exists(conn, aside)
+            open_to_clients = await pg.scalar(conn, "SELECT datallowconn FROM pg_database WHERE datname = %s", (live,))
+    except Exception:
+        await ctx.remember({"swap_state": "unknown"})
+        return
+    await ctx.remember({"swapped": kept and not copy, "aside_created": copy, "swap_state": "known",
+                        "live_refuses_connections": open_to_clients is False})
+
+
 async def abort(ctx: RunContext) -> str:
     """Undo what is safe to undo: the aside copy if it was never swapped in; an app stopped only for the swap."""
     done = []
+    if ctx.facts.get("swap_state") == "unknown":
+        return "Nothing was cleaned up: the server could not be asked where the databases stand."
     if ctx.facts.get("aside_created") and not ctx.facts.get("swapped"):
         _, aside, _ = names(ctx)
         async with await pg.admin(ctx.environment) as conn:
@@ -227,18 +240,23 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcom
     if state is RunState.SUCCEEDED:
         return Outcome(f"`{live}` holds the backup of {_backup(ctx).created:%Y-%m-%d %H:%M} UTC; "
                        f"the failed database is kept as `{keep_as}`.")
+    if facts.get("swap_state") == "unknown":
+        return Outcome(f"Unknown: the server did not answer. If a database `{keep_as}` exists, the swap is done and "
+                       f"`{live}` holds the restored backup; otherwise `{live}` is untouched.",
+                       "Check the server, then look for those names (`\\l`) before doing anything else.")
     if not facts.get("swapped"):
         advice = ("The application is still stopped (this rollback stopped it): start it again with the "
                   "environment's start command once you have decided what to do." if facts.get("app_stopped") and
                   ctx.environment.stop_app == "immediately" else "")
         if state is RunState.FAILED:
             advice = f"Fix what the ❌ step reports, then run `/rollback full {ctx.environment.name}` again. {advice}"
-        if failed_step == "swap":
-            advice += (f" If the bot stopped in the middle of the swap, `{live}` may still refuse connections: "
-                       f"check `datallowconn` and run ALTER DATABASE … WITH ALLOW_CONNECTIONS true if needed.")
+        if facts.get("live_refuses_connections"):
+            advice += (f" `{live}` refuses new connections (the swap had closed it): "
+                       f"run `ALTER DATABASE {live} WITH ALLOW_CONNECTIONS true` once you are ready.")
         return Outcome(f"Nothing was changed: `{live}` is untouched.", advice.strip())
     step = {"start_app": "the application did not start or did not become healthy",
-            "smoke": "the application started but smoke checks failed"}.get(failed_step or "", f"step {failed_step} failed")
+            "smoke": "the application started but smoke checks failed"}.get(
+        failed_step or "", "the application has not been started again yet")
     return Outcome(
         f"The swap is done: `{live}` holds the restored backup; the failed database is kept as `{keep_as}`.",
         f"Only the application is left: {step}. Fix it and start it with the environment's start command; "
@@ -264,4 +282,4 @@ def build_plan(stop_app_mode: str) -> Plan:
     # The approval is asked as soon as preflight passes: the restore runs while the approver reads.
     gate = next(i for i, step in enumerate(steps) if step.destructive)
     steps[gate] = replace(steps[gate], ask_approval_after="preflight", preview=preview)
-    return Plan("full", "Full rollback", tuple(steps), abort=abort, outcome=outcome)
+    return Plan("full", "Full rollback", tuple(steps), abort=abort, outcome=outcome, reconcile=reconcile)

@@ -57,6 +57,13 @@ async def database_exists(conn: psycopg.AsyncConnection, name: str) -> bool:
     return bool(await scalar(conn, "SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
 
 
+async def may_swap(conn: psycopg.AsyncConnection, live: str) -> bool:
+    """Can the connected role create the copy (owned like `live`) and rename both databases?"""
+    return bool(await scalar(conn, """
+        SELECT r.rolsuper OR (r.rolcreatedb AND pg_has_role(current_user, d.datdba, 'MEMBER'))
+          FROM pg_roles r, pg_database d WHERE r.rolname = current_user AND d.datname = %s""", (live,)))
+
+
 async def create_database_like(conn: psycopg.AsyncConnection, live: str, name: str) -> None:
     """Create an empty database with the live one's encoding, locale, owner and tablespace."""
     cursor = await conn.execute(

@@ -101,6 +101,9 @@ class Plan:
     # Clean up after a denial or a failure, as far as the facts allow (drop an aside copy that
     # was never swapped in, restart an app this run stopped); returns one line saying what it did.
     abort: Callable[[RunContext], Awaitable[str]]
+    # Before `abort` and `outcome` after a failure or a crash: refresh the facts from the real
+    # world (which databases exist), so the message about the live database is true.
+    reconcile: Callable[[RunContext], Awaitable[None]]
     # Where the live database stands when the run ended (how, and at which step if it failed),
     # with the advice to give.
     outcome: Callable[[RunContext, RunState, str | None], Outcome]

@@ -153,18 +153,20 @@ class Runner:
             else:
                 done = [s for s in steps if s.state is StepState.SUCCEEDED]
                 where = f"after “{done[-1].title}”" if done else "before its first step"
-            outcome = plan_for(run).outcome(ctx, RunState.FAILED, under_way[0].key if under_way else None)
+            plan = plan_for(run)
+            await self._safely(plan.reconcile(ctx), "checking where the databases stand")
+            outcome = plan.outcome(ctx, RunState.FAILED, under_way[0].key if under_way else None)
             await self._end(ctx, RunState.FAILED, f"interrupted: the bot stopped {where}", outcome)
 
     async def _execute(self, plan: Plan, incident: Incident, run: Run) -> None:
         ctx = self._context(incident, run)
-        self.emit(RunStarted(incident, run, plan.title, tuple(await self.store.steps(run.id))))
         groups = plan.approval_groups()
         ask_after = {group[0].ask_approval_after: index for index, group in groups.items()}
         asked: dict[int, Approval] = {}
         current: Step | None = None
         error_id: str | None = None
         try:
+            self.emit(RunStarted(incident, run, plan.title, tuple(await self.store.steps(run.id))))
             for index, step in enumerate(plan.steps):
                 current = step
                 if index in groups:
@@ -193,6 +195,10 @@ class Runner:
         else:
             await self._end(ctx, RunState.SUCCEEDED, "completed", plan.outcome(ctx, RunState.SUCCEEDED, None))
             return
+        finally:
+            for approval in asked.values():
+                self._decisions.pop(approval.id, None)
+        await self._safely(plan.reconcile(ctx), "checking where the databases stand")
         cleanup = await self._safely(plan.abort(ctx), "cleaning up after the rollback")
         outcome = plan.outcome(ctx, state, failed_step)
         outcome = Outcome(f"{outcome.live_state} {cleanup}".strip(), outcome.next_steps)

@@ -310,17 +310,29 @@ async def test_no_secret_appears_in_messages_audit_report_or_logs(tmp_path, crm,
         await h.close()
 
 
-async def test_a_restarted_bot_reports_the_run_it_was_in_and_touches_nothing(tmp_path, crm, stand_in):
+async def _crash_while_waiting_for_approval(tmp_path, crm, stand_in) -> tuple[Harness, BotRuntime]:
+    """Start a rollback, stop the bot while it waits for the approval, start a new bot."""
     h = await start_harness(tmp_path, crm, stand_in)
     await start_rollback(h)
     await approval_message(h)
     await h.slack.wait_for_message(CHANNEL, "⏸️ Swap the restored copy in", timeout=WAIT)
-    await h.runtime.stop()  # the bot goes away while the run waits for its approval
+    await h.runtime.stop()
+    return h, BotRuntime(h.settings, credentials(h.slack.api_url))
+
+
+async def _close_restarted(h: Harness, restarted: BotRuntime) -> None:
+    await restarted.service.runner.wait_idle()
+    await restarted.deps.notifier.drain()
+    await restarted.stop()
+    await h.slack.stop()
+
+
+async def test_a_restarted_bot_reports_the_run_it_was_in_and_touches_nothing(tmp_path, crm, stand_in):
+    h, restarted = await _crash_while_waiting_for_approval(tmp_path, crm, stand_in)
     slack = h.slack
-    restarted = BotRuntime(h.settings, credentials(slack.api_url))
-    port = await restarted.serve_http("127.0.0.1", 0)
-    slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
     try:
+        port = await restarted.serve_http("127.0.0.1", 0)
+        slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
         ending = await run_end(h, "interrupted: the bot stopped during “Swap the restored copy in”")
         assert "untouched" in ending.all_text()
         assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
@@ -331,7 +343,32 @@ async def test_a_restarted_bot_reports_the_run_it_was_in_and_touches_nothing(tmp
         assert "already exists, probably from an earlier attempt" in second[0].all_text()
         assert any("__rollback_" in n for n in await database_names(h.crm.dbname))
     finally:
-        await restarted.service.runner.wait_idle()
-        await restarted.deps.notifier.drain()
-        await restarted.stop()
-        await slack.stop()
+        await _close_restarted(h, restarted)
+
+
+@pytest.mark.parametrize("happened, expected", [
+    ("swap", "The swap is done: `{live}` holds the restored backup"),
+    ("closed", "refuses new connections"),
+])
+async def test_a_restarted_bot_tells_what_really_happened_to_the_databases(tmp_path, crm, stand_in, happened, expected):
+    h, restarted = await _crash_while_waiting_for_approval(tmp_path, crm, stand_in)
+    live = h.crm.dbname
+    aside = next(n for n in await database_names(live) if "__rollback_" in n)
+    async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+        if happened == "swap":  # as if the bot had died right after the renames committed
+            await conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(live), sql.Identifier(aside.replace("__rollback_", "__failed_"))))
+            await conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(aside), sql.Identifier(live)))
+        else:  # as if it had died after closing the live database, before the renames
+            await conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(live)))
+    try:
+        port = await restarted.serve_http("127.0.0.1", 0)
+        h.slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+        ending = await run_end(h, "interrupted")
+        assert expected.format(live=live) in ending.all_text()
+        names = await database_names(live)
+        assert (aside in names) == (happened == "closed")  # never dropped after a swap
+    finally:
+        await _close_restarted(h, restarted)
+        async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
+            await conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(live)))
