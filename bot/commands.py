@@ -23,13 +23,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def rollback(ack, command, respond) -> None:
         text = " ".join(command.get("text", "").split())
         user, verb, args = command["user_id"], *_split(text)
+        # Ack first (Slack wants an answer within 3 s): instant answers go in the ack itself.
+        if verb == "help":
+            await ack(**_reply(replies.help_message(list(deps.settings.environments))))
+        elif verb not in replies.VERBS:
+            await ack(**_reply(replies.unknown_verb(verb)))
+        else:
+            await ack()
         environment = args[0].lower() if verb in ENVIRONMENT_VERBS and args else None
         await deps.store.audit(user, "command", environment=environment, text=text, channel=command.get("channel_id"))
-        if verb == "help":
-            return await ack(**_reply(replies.help_message(list(deps.settings.environments))))
-        if verb not in replies.VERBS:
-            return await ack(**_reply(replies.unknown_verb(verb)))
-        await ack()  # Slack wants an answer within 3 s; the work below may take longer
+        if verb not in HANDLERS:
+            return
         try:
             message = await HANDLERS[verb](deps, user, args)
         except Exception:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -30,7 +31,7 @@ from actions.store import AsyncStore
 from bot import presenters
 from messages.approval import approval_message
 from messages.blocks import SlackMessage
-from messages.incident import alert, resolved, run_ended, step_line
+from messages.incident import alert, decision_line, resolved, run_ended, run_started, step_line
 
 log = logging.getLogger(__name__)
 ANNOUNCED_STEP_STATES = {StepState.SUCCEEDED, StepState.FAILED, StepState.WAITING, StepState.CANCELLED}
@@ -80,11 +81,8 @@ class Notifier:
         match event:
             case RunStarted(incident=incident, run=run, plan_title=title):
                 thread = await self._ensure_alert(incident, app_stopped=False)
-                await self._post(incident.channel, SlackMessage(
-                    f"▶️ {title} of {run.environment} requested by <@{run.requested_by}> ({run.id}).",
-                    [{"type": "section", "text": {"type": "mrkdwn", "text":
-                      f"▶️ *{title}* of `{run.environment}` requested by <@{run.requested_by}> · run `{run.id}`"}}]),
-                    thread_ts=thread)
+                await self._post(incident.channel, run_started(title, run.environment, run.requested_by, run.id),
+                                 thread_ts=thread)
             case IncidentChanged(incident=incident, app_stopped=stopped):
                 await self._ensure_alert(incident, app_stopped=stopped, update=True)
                 if incident.alert_status == AlertStatus.RESOLVED and event.run is not None:
@@ -127,10 +125,8 @@ class Notifier:
         if stored.message_ts:
             await self.client.chat_update(channel=stored.channel, ts=stored.message_ts, text=message.text, blocks=message.blocks)
         if approval.state != ApprovalState.VOID:
-            verb = "✅ Approved" if approval.state == ApprovalState.APPROVED else "🛑 Denied"
-            await self._post(incident.channel, SlackMessage(f"{verb} by <@{approval.decided_by}>", [
-                {"type": "section", "text": {"type": "mrkdwn", "text": f"{verb} by <@{approval.decided_by}>"}}]),
-                thread_ts=await self._alert_ts(incident.id))
+            await self._post(incident.channel, decision_line(approval.state.value, approval.decided_by),
+                             thread_ts=await self._alert_ts(incident.id))
 
     async def _run_ended(self, event: RunEnded) -> None:
         incident, run = event.incident, event.run
@@ -142,7 +138,7 @@ class Notifier:
         if run.state is RunState.SUCCEEDED and report:
             content = await asyncio.to_thread(_read, report)
             await self.client.files_upload_v2(
-                channel=incident.channel, content=self.redact(content), filename=report.rsplit("/", 1)[-1],
+                channel=incident.channel, content=self.redact(content), filename=os.path.basename(report),
                 title=f"Incident report {incident.id}", initial_comment=f"📄 Incident report for {incident.id}")
 
 

@@ -35,6 +35,18 @@ def alert(view: AlertView) -> SlackMessage:
     return SlackMessage("\n".join(lines), blocks)
 
 
+def run_started(plan_title: str, environment: str, requested_by: str, run_id: str) -> SlackMessage:
+    """The first line of a run in the alert's thread (an incident may see several runs)."""
+    text = f"▶️ *{plan_title}* of `{environment}` requested by <@{requested_by}> · run `{run_id}`"
+    return SlackMessage(text.replace("*", "").replace("`", ""), [section(text)])
+
+
+def decision_line(state: str, decided_by: str) -> SlackMessage:
+    """The approval decision, repeated in the alert's thread so the progress reads in order."""
+    text = f"{'✅ Approved' if state == 'approved' else '🛑 Denied'} by <@{decided_by}>"
+    return SlackMessage(text, [section(text)])
+
+
 def step_line(view: StepView) -> SlackMessage:
     """One line per finished step, in the alert's thread: icon, title, duration, detail."""
     icon = STEP_ICONS.get(view.state, "•")
