@@ -104,6 +104,9 @@ class Environment(_Strict):
         return f"{host}:{params.get('port') or 5432}/{params['dbname']}"
 
 
+SIGNOFF_ROLES = {"dba": "Database Administrator", "lead_dev": "Lead Developer", "manager": "Operations Manager"}
+
+
 class BotConfig(_Strict):
     """The `[bot]` table."""
 
@@ -114,15 +117,47 @@ class BotConfig(_Strict):
     operators: list[str] = Field(min_length=1)
     approvers: list[str] = Field(min_length=1)
     two_person_rule: bool = True
-    update_interval_seconds: int = Field(300, ge=1)
+    update_interval_seconds: float = Field(300, ge=0.2)
+    create_channel: bool = False  # a channel per incident: inc-<yyyymmdd>-<env>-<nnnn>
+    notify_channels: list[str] = Field(default_factory=list)  # also told when an incident opens
+    # Sign-off roles (the runbook's Approval & Sign-Off) -> who may sign; default: the approvers.
+    signoffs: dict[str, list[str]] = Field(default_factory=dict)
+    required_signoffs: list[str] = Field(default_factory=lambda: list(SIGNOFF_ROLES))
+    remind_immediate_after_seconds: float = Field(3600, gt=0)  # Part 10: "within 1 hour"
+    remind_day_after_seconds: float = Field(86400, gt=0)  # Part 10: "within 24 hours"
 
     @field_validator("operators", "approvers")
     @classmethod
     def _slack_ids(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            if not re.fullmatch(r"[UWS][A-Z0-9]{2,}", entry):
-                raise ValueError(f"expected Slack user ids (U…/W…) or usergroup ids (S…), got {entry!r}")
+        return _check_ids(value)
+
+    @field_validator("signoffs")
+    @classmethod
+    def _signoff_roles(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for role, members in value.items():
+            if role not in SIGNOFF_ROLES:
+                raise ValueError(f"unknown sign-off role {role!r}: expected one of {', '.join(SIGNOFF_ROLES)}")
+            _check_ids(members)
         return value
+
+    @field_validator("required_signoffs")
+    @classmethod
+    def _required_roles(cls, value: list[str]) -> list[str]:
+        unknown = [r for r in value if r not in SIGNOFF_ROLES]
+        if unknown:
+            raise ValueError(f"unknown sign-off role(s) {', '.join(unknown)}: expected {', '.join(SIGNOFF_ROLES)}")
+        return value
+
+    def signers(self, role: str) -> list[str]:
+        """Who may sign off as `role` (user or usergroup ids)."""
+        return self.signoffs.get(role) or self.approvers
+
+
+def _check_ids(value: list[str]) -> list[str]:
+    for entry in value:
+        if not re.fullmatch(r"[UWS][A-Z0-9]{2,}", entry):
+            raise ValueError(f"expected Slack user ids (U…/W…) or usergroup ids (S…), got {entry!r}")
+    return value
 
 
 class Settings(_Strict):

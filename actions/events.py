@@ -20,6 +20,52 @@ class IncidentChanged:
     incident: Incident
     run: Run | None
     app_stopped: bool
+    by: str | None = None  # who changed it, when a person did (not a run's step)
+
+
+@dataclass(frozen=True)
+class IncidentDeclared:
+    """A new incident: its channel (if one is made per incident) and its alert come first."""
+
+    incident: Incident
+    via: str  # "full" (a rollback opened it), "declare" or "assess"
+
+
+@dataclass(frozen=True)
+class SeverityAsked:
+    """`/rollback assess`: the decision tree's question, with its three answers."""
+
+    incident: Incident
+
+
+@dataclass(frozen=True)
+class SeverityChosen:
+    incident: Incident
+    choice: str  # critical / minor / unsure
+    by: str
+    approvers: tuple[str, ...]  # who is paged for "unsure"
+
+
+@dataclass(frozen=True)
+class Escalated:
+    incident: Incident
+    by: str
+    approvers: tuple[str, ...]  # who is notified
+
+
+@dataclass(frozen=True)
+class ReportWritten:
+    incident: Incident
+    path: str
+    final: bool = False  # written when the incident closed, with its sign-offs
+
+
+@dataclass(frozen=True)
+class PostIncidentChanged:
+    """A checklist item was ticked or a sign-off recorded: the messages are redrawn from the store."""
+
+    incident: Incident
+    what: str  # "checklist" or "signoffs"
 
 
 @dataclass(frozen=True)
@@ -60,5 +106,6 @@ class RunEnded:
     error_id: str | None = None
 
 
-Event = IncidentChanged | RunStarted | StepChanged | ApprovalRequested | ApprovalDecided | RunEnded
+Event = (IncidentDeclared | SeverityAsked | SeverityChosen | Escalated | IncidentChanged | RunStarted | StepChanged
+         | ApprovalRequested | ApprovalDecided | RunEnded | ReportWritten | PostIncidentChanged)
 Emit = Callable[[Event], None]

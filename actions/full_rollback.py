@@ -21,7 +21,9 @@ from pathlib import Path
 from actions import appctl, pg
 from actions.backups import BackupFile, BackupProblem, backup_name, human_size, newest_backup, read_all_data, read_toc
 from actions.plan import ApprovalPreview, Outcome, Plan, RunContext, Step, StepFailed, StepOutcome
+from actions.events import ReportWritten
 from actions.processes import run_process
+from actions.progress import RestoreProgress
 from actions.records import AlertStatus, IncidentStatus, RunState
 from actions.report import write_report
 from actions.verify import verify_restored
@@ -112,14 +114,18 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
     ctx.settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = ctx.settings.logs_dir / f"{ctx.run.id}-restore.log"
     target, secret_env = pg.client_args(env, aside)
+    toc = await read_toc(_backup(ctx))
+    progress = RestoreProgress({entry.dump_id for entry in toc.entries}, env.restore_jobs)
+    ctx.track(progress)
     result = await run_process(
         ["pg_restore", "--verbose", "--exit-on-error", "--no-password", f"--jobs={env.restore_jobs}",
          f"--dbname={target}", ctx.facts["backup_path"]],
-        env=secret_env, log_path=log_path)
+        env=secret_env, on_line=progress.feed, log_path=log_path)
     if not result.ok:
         errors = [line for line in result.output_tail if "error" in line.lower()]
         raise StepFailed(f"pg_restore failed (exit {result.returncode}): "
                          f"{(errors or [result.last_line()])[-1].removeprefix('pg_restore: ')} — log: {log_path}")
+    progress.finish()
     async with await pg.admin(env) as conn:
         copied = await pg.copy_database_properties(conn, live, aside)
     rate = ctx.facts["backup_size"] / result.seconds / 2**20 if result.seconds else 0
@@ -171,7 +177,8 @@ async def resolve(ctx: RunContext) -> StepOutcome:
 
 
 async def report(ctx: RunContext) -> StepOutcome:
-    path = await write_report(ctx)
+    path = await write_report(ctx.settings, ctx.store, ctx.incident.id)
+    ctx.emit(ReportWritten(await ctx.store.incident(ctx.incident.id), str(path)))
     return StepOutcome(f"incident report written to {path.name}", {"report_path": str(path)})
 
 

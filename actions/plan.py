@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable
 
 from actions.config import Environment, Settings
+from actions.progress import RestoreProgress
 from actions.records import Incident, Run, RunState
 from actions.store import AsyncStore
 
@@ -60,6 +61,8 @@ class RunContext:
     facts: dict[str, Any]
     remember: Callable[[dict[str, Any]], Awaitable[None]]
     announce: Callable[..., Awaitable[None]]  # incident changes: alert_status=…, app_stopped=…
+    track: Callable[[RestoreProgress], None]  # a long step's progress, read by the status updates
+    emit: Callable[[Any], None]  # other events for the channel (a report written, say)
 
     @property
     def database_suffix(self) -> str:

@@ -22,8 +22,9 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 class IncidentStatus(StrEnum):
-    OPEN = "open"
-    RESOLVED = "resolved"
+    OPEN = "open"  # being handled: updates are posted
+    RESOLVED = "resolved"  # service restored: post-incident checklist and sign-offs pending
+    CLOSED = "closed"  # every required sign-off is in
 
 
 class AlertStatus(StrEnum):
@@ -65,6 +66,10 @@ class ApprovalState(StrEnum):
 class Role(StrEnum):
     OPERATOR = "operator"
     APPROVER = "approver"
+    # Sign-off roles (runbook "Approval & Sign-Off"), mapped to people in `[bot.signoffs]`.
+    DBA = "dba"
+    LEAD_DEV = "lead_dev"
+    MANAGER = "manager"
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,11 @@ class Actor:
 
     def has(self, role: Role) -> bool:
         return role in self.roles
+
+    @property
+    def responder(self) -> bool:
+        """Operators and approvers run the incident: declare, assess, escalate, resolve."""
+        return bool(self.roles & {Role.OPERATOR, Role.APPROVER})
 
 
 class _Row:
@@ -111,7 +121,14 @@ class Incident(_Row):
     channel: str
     alert_ts: str | None = None
     resolved_at: datetime | None = None
-    _times = ("declared_at", "resolved_at")
+    level: int = 1  # runbook Part 2: 1 detection, 2 partial failure, 3 critical
+    severity: str | None = None  # the decision tree's answer: critical / minor / unsure
+    summary: str | None = None
+    closed_at: datetime | None = None
+    root_cause: str | None = None
+    what_failed: str | None = None
+    prevention: str | None = None
+    _times = ("declared_at", "resolved_at", "closed_at")
     _types = {"status": IncidentStatus, "alert_status": AlertStatus}
 
 

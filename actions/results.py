@@ -52,3 +52,33 @@ class ApprovalNotFound:
 
 StartResult = Started | AlreadyRunning | Refused | UnknownEnvironment
 DecideResult = Decided | AlreadyDecided | Refused | ApprovalNotFound
+
+
+@dataclass(frozen=True)
+class Declared:
+    incident: Incident
+    new: bool  # False: the environment already had this open incident
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A lifecycle action was recorded; `note` is a short confirmation for the person who acted."""
+
+    incident: Incident
+    note: str
+
+
+@dataclass(frozen=True)
+class NotPossible:
+    """The action does not fit the incident's state; `reason` says why and what to do instead."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class IncidentNotFound:
+    incident_id: str
+
+
+DeclareResult = Declared | Refused | UnknownEnvironment
+LifecycleResult = Recorded | Refused | NotPossible | IncidentNotFound

@@ -22,6 +22,7 @@ from actions.events import (
     StepChanged,
 )
 from actions.plan import Outcome, Plan, RunContext, Step, StepFailed, new_approval_id
+from actions.progress import ProgressView, RestoreProgress
 from actions.records import Actor, Approval, ApprovalState, Incident, Role, Run, RunState, StepState
 from actions.redact import Redactor
 from actions.results import AlreadyDecided, ApprovalNotFound, Decided, DecideResult, Refused
@@ -58,6 +59,7 @@ class Runner:
         self.redact = redactor
         self._decisions: dict[str, asyncio.Future[Approval]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._progress: dict[str, RestoreProgress] = {}  # run id -> progress of its running step
 
     # -- starting and stopping -----------------------------------------------------------------
 
@@ -130,8 +132,15 @@ class Runner:
             store=self.store, incident=incident, run=run, facts=dict(run.facts),
             remember=lambda facts: self._remember(ctx, facts),
             announce=lambda **values: self._announce(ctx, **values),
+            track=lambda progress: self._progress.__setitem__(run.id, progress),
+            emit=self.emit,
         )
         return ctx
+
+    def progress_of(self, run_id: str, step_title: str) -> ProgressView | None:
+        """The progress of the step now running in `run_id`, if that step reports any."""
+        progress = self._progress.get(run_id)
+        return progress.view(step_title) if progress else None
 
     async def report_interrupted(self, plan_for: Callable[[Run], Plan]) -> None:
         """End the runs a previous process left running, saying where each stopped and what is live.
@@ -224,6 +233,8 @@ class Runner:
         except asyncio.CancelledError:
             await _cancel(work)  # the bot is stopping; the step stays "running" for a restart to report
             raise
+        finally:
+            self._progress.pop(ctx.run.id, None)
         outcome = work.result()  # raises the step's own exception
         if outcome.facts:
             await self._remember(ctx, outcome.facts)

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import sqlite_utils
 
+from actions.store_postincident import PostIncidentStore
 from actions.records import (
     AlertStatus,
     Approval,
@@ -60,6 +61,19 @@ CREATE TABLE IF NOT EXISTS approvals (
     requested_by TEXT NOT NULL, requested_at TEXT NOT NULL, decided_by TEXT, decided_at TEXT,
     channel TEXT, message_ts TEXT
 );
+CREATE TABLE IF NOT EXISTS checklist (
+    incident_id TEXT NOT NULL REFERENCES incidents(id), item TEXT NOT NULL, checked INTEGER NOT NULL,
+    by TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (incident_id, item)
+);
+CREATE TABLE IF NOT EXISTS signoffs (
+    incident_id TEXT NOT NULL REFERENCES incidents(id), role TEXT NOT NULL, user TEXT NOT NULL,
+    at TEXT NOT NULL, PRIMARY KEY (incident_id, role)
+);
+-- Messages the bot must find again (to update them) or must not send twice, per incident.
+CREATE TABLE IF NOT EXISTS incident_messages (
+    incident_id TEXT NOT NULL REFERENCES incidents(id), kind TEXT NOT NULL, channel TEXT,
+    ts TEXT, PRIMARY KEY (incident_id, kind)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     outcome TEXT NOT NULL, environment TEXT, incident_id TEXT, run_id TEXT, detail TEXT NOT NULL
@@ -72,6 +86,13 @@ CREATE TRIGGER IF NOT EXISTS audit_is_append_only_d BEFORE DELETE ON audit
 """
 
 
+# Columns added to `incidents` after its first version, with their SQL types and defaults.
+INCIDENT_COLUMNS = {
+    "level": "INTEGER NOT NULL DEFAULT 1", "severity": "TEXT", "summary": "TEXT", "closed_at": "TEXT",
+    "root_cause": "TEXT", "what_failed": "TEXT", "prevention": "TEXT",
+}
+
+
 class Busy(Exception):
     """Another rollback is already running for the environment."""
 
@@ -80,7 +101,7 @@ class Busy(Exception):
         self.run = run
 
 
-class Store:
+class Store(PostIncidentStore):
     """Synchronous access to the state database."""
 
     def __init__(self, path: str | Path):
@@ -93,7 +114,15 @@ class Store:
         self.db.execute("PRAGMA synchronous = FULL")  # a committed transition survives power loss
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.executescript(SCHEMA)
+        self._add_missing_columns()
         self.path = path
+
+    def _add_missing_columns(self) -> None:
+        """Bring a state database written by an older version up to date (columns only get added)."""
+        incidents = self.db["incidents"]
+        for name, kind in INCIDENT_COLUMNS.items():
+            if name not in incidents.columns_dict:
+                self.db.execute(f"ALTER TABLE incidents ADD COLUMN {name} {kind}")  # names from INCIDENT_COLUMNS
 
     def close(self) -> None:
         self.db.conn.close()
@@ -116,9 +145,11 @@ class Store:
     # -- incidents and runs -------------------------------------------------------------------
 
     def open_run(self, *, environment: str, plan: str, requested_by: str, channel: str,
-                 steps: list[tuple[str, str, bool]]) -> tuple[Incident, Run]:
+                 steps: list[tuple[str, str, bool]], level: int = 3) -> tuple[Incident, Run, bool]:
         """Start a run, joining the environment's open incident or declaring a new one.
 
+        Returns (incident, run, whether the incident is new). The incident's escalation level is
+        raised to `level` (a full rollback is the runbook's answer to a critical failure).
         Raises Busy when a run is already active for the environment.
         """
         now = utcnow()
@@ -127,10 +158,12 @@ class Store:
                                (environment, RunState.RUNNING))
             if active:
                 raise Busy(Run.from_row(active))
-            incident_row = self._one("SELECT * FROM incidents WHERE environment = ? AND status = ?",
-                                     (environment, IncidentStatus.OPEN))
-            if incident_row is None:
-                incident_row = self._new_incident(environment, requested_by, channel, now)
+            incident_row = self._open_incident_row(environment)
+            created = incident_row is None
+            if created:
+                incident_row = self._new_incident(environment, requested_by, channel, now, level=level)
+            elif incident_row["level"] < level:
+                self.db["incidents"].update(incident_row["id"], {"level": level})
             number = self._one("SELECT count(*) AS n FROM runs WHERE incident_id = ?", (incident_row["id"],))["n"] + 1
             run_id = f"{incident_row['id']}-R{number}"
             self.db["runs"].insert({
@@ -141,15 +174,30 @@ class Store:
                 {"run_id": run_id, "key": key, "position": position, "title": title,
                  "destructive": int(destructive), "state": StepState.PENDING}
                 for position, (key, title, destructive) in enumerate(steps, start=1))
-        return Incident.from_row(incident_row), self.run(run_id)
+        return self.incident(incident_row["id"]), self.run(run_id), created
 
-    def _new_incident(self, environment: str, declared_by: str, channel: str, now) -> dict[str, Any]:
+    def declare_incident(self, *, environment: str, declared_by: str, channel: str, summary: str | None,
+                         level: int = 1) -> tuple[Incident, bool]:
+        """Open an incident without a run; (the open incident, False) if the environment has one."""
+        with self._transaction():
+            row = self._open_incident_row(environment)
+            if row is not None:
+                return Incident.from_row(row), False
+            row = self._new_incident(environment, declared_by, channel, utcnow(), level=level, summary=summary)
+        return self.incident(row["id"]), True
+
+    def _open_incident_row(self, environment: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM incidents WHERE environment = ? AND status = ?",
+                         (environment, IncidentStatus.OPEN))
+
+    def _new_incident(self, environment: str, declared_by: str, channel: str, now, *, level: int,
+                      summary: str | None = None) -> dict[str, Any]:
         day = now.strftime("%Y%m%d")
         count = self._one("SELECT count(*) AS n FROM incidents WHERE id LIKE ?", (f"INC-{day}-%",))["n"]
         row = {
             "id": f"INC-{day}-{count + 1:04d}", "environment": environment, "status": IncidentStatus.OPEN,
             "alert_status": AlertStatus.INVESTIGATING, "declared_by": declared_by, "declared_at": iso(now),
-            "channel": channel,
+            "channel": channel, "level": level, "summary": summary,
         }
         self.db["incidents"].insert(row)
         return row
@@ -157,6 +205,8 @@ class Store:
     def update_incident(self, incident_id: str, **values: Any) -> Incident:
         if values.get("status") == IncidentStatus.RESOLVED:
             values.setdefault("resolved_at", iso(utcnow()))
+        if values.get("status") == IncidentStatus.CLOSED:
+            values.setdefault("closed_at", iso(utcnow()))
         self.db["incidents"].update(incident_id, values)
         return self.incident(incident_id)
 
@@ -165,7 +215,10 @@ class Store:
         return row and Incident.from_row(row)
 
     def open_incidents(self) -> list[Incident]:
-        rows = self.db.query("SELECT * FROM incidents WHERE status = ? ORDER BY declared_at", (IncidentStatus.OPEN,))
+        return self.incidents(IncidentStatus.OPEN)
+
+    def incidents(self, status: IncidentStatus) -> list[Incident]:
+        rows = self.db.query("SELECT * FROM incidents WHERE status = ? ORDER BY declared_at", (status,))
         return [Incident.from_row(row) for row in rows]
 
     def run(self, run_id: str) -> Run | None:

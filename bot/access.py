@@ -12,7 +12,7 @@ import time
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from actions.config import Settings
+from actions.config import SIGNOFF_ROLES, Settings
 from actions.records import Actor, Role
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 class Access:
     def __init__(self, settings: Settings, client: AsyncWebClient, cache_seconds: float = 60.0):
-        self.members = {Role.OPERATOR: settings.bot.operators, Role.APPROVER: settings.bot.approvers}
+        self.members = {Role.OPERATOR: settings.bot.operators, Role.APPROVER: settings.bot.approvers,
+                        **{Role(role): settings.bot.signers(role) for role in SIGNOFF_ROLES}}
         self.client = client
         self.cache_seconds = cache_seconds
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
@@ -34,6 +35,14 @@ class Access:
                     roles.add(role)
                     break
         return Actor(user_id, frozenset(roles))
+
+    async def users(self, entries: list[str] | tuple[str, ...]) -> list[str]:
+        """User ids for a list of user and usergroup ids, in order, without repeats."""
+        users: dict[str, None] = {}
+        for entry in entries:
+            for user in (sorted(await self._group(entry)) if entry.startswith("S") else [entry]):
+                users.setdefault(user)
+        return list(users)
 
     async def _group(self, group_id: str) -> frozenset[str]:
         cached = self._groups.get(group_id)

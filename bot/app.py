@@ -16,10 +16,12 @@ from actions.config import Settings
 from actions.redact import Redactor, dsn_secrets
 from actions.service import PLANS, RollbackService
 from actions.store import AsyncStore, Store
-from bot import approvals, commands
+from bot import approvals, commands, lifecycle
 from bot.access import Access
 from bot.credentials import SlackCredentials
 from bot.notifier import Notifier
+from bot.poster import Poster
+from bot.schedule import Schedule
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Deps:
     service: RollbackService
     access: Access
     notifier: Notifier
+    schedule: Schedule
     redact: Redactor
 
 
@@ -60,9 +63,13 @@ def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode
     redact = redactor_for(settings, credentials)
     store = AsyncStore(Store(settings.bot.audit_db))
     titles = {name: build("immediately").title for name, build in PLANS.items()}
-    notifier = Notifier(client, settings, store, redact, titles)
+    access = Access(settings, client)
+    poster = Poster(client, store, redact)
+    notifier = Notifier(poster, settings, store, access, titles)
     service = RollbackService(settings, store, notifier.emit, redact)
-    deps = Deps(settings, store, service, Access(settings, client), notifier, redact)
+    schedule = Schedule(settings, service, poster)
+    notifier.schedule = schedule
+    deps = Deps(settings, store, service, access, notifier, schedule, redact)
     app = AsyncApp(
         client=client,
         signing_secret=credentials.signing_secret.get_secret_value() if credentials.signing_secret else None,
@@ -70,4 +77,5 @@ def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode
     )
     commands.register(app, deps)
     approvals.register(app, deps)
+    lifecycle.register(app, deps)
     return app, deps

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
 
-from actions.results import AlreadyRunning, Refused, Started, UnknownEnvironment
+from actions.results import AlreadyRunning, Declared, Refused, Started, UnknownEnvironment
 from actions.runner import new_error_id
 from messages import replies
 from messages.views import StatusLine
@@ -56,8 +56,13 @@ async def _full(deps: Deps, user: str, args: list[str]):
     if len(args) != 1:
         problem = "Name one environment" if not args else f"Unexpected words after the environment: {' '.join(args[1:])}"
         return replies.usage_error("full", problem)
+    return await start_full(deps, user, args[0].lower())
+
+
+async def start_full(deps: Deps, user: str, environment: str):
+    """Start a full rollback (the slash command and the CRITICAL proposal's button share this)."""
     actor = await deps.access.actor(user)
-    match await deps.service.start(actor, "full", args[0].lower()):
+    match await deps.service.start(actor, "full", environment):
         case Started(incident=incident, run=run):
             return replies.started("Full rollback", run.environment, incident.id, incident.channel)
         case AlreadyRunning(incident=incident, run=run, current_step=step):
@@ -79,5 +84,34 @@ async def _status(deps: Deps, user: str, args: list[str]):
     return replies.status_message(lines)
 
 
-HANDLERS = {"full": _full, "status": _status}
-ENVIRONMENT_VERBS = {"full"}  # verbs whose first argument is an environment
+async def _declare(deps: Deps, user: str, args: list[str], *, assess: bool = False):
+    verb = "assess" if assess else "declare"
+    if not args or (assess and len(args) > 1):
+        return replies.usage_error(verb, "Name one environment" if not args else f"Unexpected words: {' '.join(args[1:])}")
+    actor = await deps.access.actor(user)
+    summary = " ".join(args[1:]) or None
+    match await deps.service.desk.declare(actor, args[0].lower(), summary, assess=assess):
+        case Declared(incident=incident, new=new):
+            channel = (await deps.store.incident(incident.id)).channel
+            return replies.declared(incident.id, incident.environment, channel, new)
+        case Refused(reason=reason, allowed=allowed):
+            return replies.refused(reason, list(allowed))
+        case UnknownEnvironment(environment=environment, known=known):
+            return replies.unknown_environment(environment, list(known))
+
+
+async def _assess(deps: Deps, user: str, args: list[str]):
+    return await _declare(deps, user, args, assess=True)
+
+
+async def _report(deps: Deps, user: str, args: list[str]):
+    if len(args) != 1:
+        return replies.usage_error("report", "Name one incident, like INC-20261124-0001")
+    incident = await deps.service.regenerate_report(await deps.access.actor(user), args[0].upper())
+    if incident is None:
+        return replies.unknown_incident(args[0])
+    return replies.report_posted(incident.id, incident.channel)
+
+
+HANDLERS = {"full": _full, "status": _status, "declare": _declare, "assess": _assess, "report": _report}
+ENVIRONMENT_VERBS = {"full", "declare", "assess"}  # verbs whose first argument is an environment

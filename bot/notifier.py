@@ -1,55 +1,65 @@
-"""Turns the runner's events into Slack messages, in order, without ever holding the runner up.
+"""Turns the runner's and the desk's events into Slack messages, in order, never holding them up.
 
-The runner puts events on a queue and goes on; this task posts them one by one. Slack's 429 and
-5xx answers are retried by the client's retry handlers; a message that still cannot be sent is
-logged with an error id and skipped, because a rollback must never wait on Slack.
+Events go on a queue and this task posts them one by one. Slack's 429 and 5xx answers are retried
+by the client's retry handlers; a message that still cannot be sent is logged with an error id
+and skipped, because a rollback must never wait on Slack.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.config import Settings
 from actions.events import (
     ApprovalDecided,
     ApprovalRequested,
+    Escalated,
     Event,
     IncidentChanged,
+    IncidentDeclared,
+    PostIncidentChanged,
+    ReportWritten,
     RunEnded,
     RunStarted,
+    SeverityAsked,
+    SeverityChosen,
     StepChanged,
 )
-from actions.records import AlertStatus, ApprovalState, RunState, StepState
-from actions.redact import Redactor
+from actions.incidents import LEVELS
+from actions.records import ApprovalState, IncidentStatus, RunState, StepState
 from actions.runner import new_error_id
 from actions.store import AsyncStore
 from bot import presenters
+from bot.access import Access
+from bot.channels import open_incident_channel
+from bot.postincident import PostIncident
+from bot.poster import Poster
+from messages import lifecycle
 from messages.approval import approval_message
-from messages.blocks import SlackMessage
-from messages.incident import alert, decision_line, resolved, run_ended, run_started, step_line
+from messages.incident import alert, decision_line, resolved, resolved_by_hand, run_ended, run_started, step_line
 
 log = logging.getLogger(__name__)
 ANNOUNCED_STEP_STATES = {StepState.SUCCEEDED, StepState.FAILED, StepState.WAITING, StepState.CANCELLED}
 
 
 class Notifier:
-    def __init__(self, client: AsyncWebClient, settings: Settings, store: AsyncStore, redactor: Redactor,
+    def __init__(self, poster: Poster, settings: Settings, store: AsyncStore, access: Access,
                  plan_titles: dict[str, str]):
-        self.client = client
+        self.poster = poster
         self.settings = settings
         self.store = store
-        self.redact = redactor
+        self.access = access
         self.plan_titles = plan_titles
+        self.post_incident = PostIncident(poster, settings, store)
+        self.schedule = None  # set by the runtime: told when incidents open, resolve and close
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
     def emit(self, event: Event) -> None:
-        """Called by the runner: never blocks, never fails."""
+        """Called by the runner and the desk: never blocks, never fails."""
         self.queue.put_nowait(event)
 
     def start(self) -> None:
@@ -79,69 +89,110 @@ class Notifier:
 
     async def _handle(self, event: Event) -> None:
         match event:
+            case IncidentDeclared(incident=incident):
+                await open_incident_channel(incident, self.settings, self.store, self.access, self.poster)
+                await self._alert(incident.id)
+                self._follow(await self.store.incident(incident.id))
+            case SeverityAsked(incident=incident):
+                await self._alert(incident.id)
+                await self.poster.post_or_update(incident.id, "severity", lifecycle.severity_question(
+                    incident.id, incident.environment))
+            case SeverityChosen():
+                await self._severity_chosen(event)
+            case Escalated(incident=incident, by=by, approvers=approvers):
+                await self.poster.to_incident(incident.id, lifecycle.escalated(
+                    incident.id, incident.level, LEVELS[incident.level], by, approvers))
+                await self._page(incident.id, approvers, f"it was raised to level {incident.level}")
             case RunStarted(incident=incident, run=run, plan_title=title):
-                thread = await self._ensure_alert(incident, app_stopped=False)
-                await self._post(incident.channel, run_started(title, run.environment, run.requested_by, run.id),
-                                 thread_ts=thread)
-            case IncidentChanged(incident=incident, app_stopped=stopped):
-                await self._ensure_alert(incident, app_stopped=stopped, update=True)
-                if incident.alert_status == AlertStatus.RESOLVED and event.run is not None:
-                    steps = await self.store.steps(event.run.id)
-                    run = await self.store.run(event.run.id)
-                    await self._post(incident.channel, resolved(presenters.resolved_view(incident, run, steps, self.settings)))
+                await self._alert(incident.id)
+                await self.poster.to_incident(incident.id, run_started(title, run.environment, run.requested_by, run.id),
+                                              thread=True)
+            case IncidentChanged(incident=incident):
+                await self._incident_changed(event)
             case StepChanged(incident=incident, step=step) if step.state in ANNOUNCED_STEP_STATES:
-                await self._post(incident.channel, step_line(presenters.step_view(step)),
-                                 thread_ts=await self._alert_ts(incident.id))
+                await self.poster.to_incident(incident.id, step_line(presenters.step_view(step)), thread=True)
             case ApprovalRequested(incident=incident, approval=approval):
-                answer = await self._post(incident.channel, approval_message(presenters.approval_view(approval, self.settings)))
+                answer = await self.poster.to_incident(incident.id, approval_message(
+                    presenters.approval_view(approval, self.settings)))
                 await self.store.set_approval_message(approval.id, answer["channel"], answer["ts"])
             case ApprovalDecided(incident=incident, approval=approval):
                 await self._decided(incident, approval)
             case RunEnded():
                 await self._run_ended(event)
+            case ReportWritten():
+                await self.post_incident.report_written(event)
+            case PostIncidentChanged(incident=incident, what=what):
+                await self.post_incident.redraw(incident.id, what)
 
-    async def _post(self, channel: str, message: SlackMessage, **extra) -> dict:
-        return (await self.client.chat_postMessage(
-            channel=channel, text=self.redact(message.text), blocks=message.blocks, unfurl_links=False, **extra)).data
+    def _follow(self, incident) -> None:
+        if self.schedule is not None:
+            self.schedule.incident_changed(incident)
 
-    async def _alert_ts(self, incident_id: str) -> str | None:
-        return (await self.store.incident(incident_id)).alert_ts
-
-    async def _ensure_alert(self, incident, *, app_stopped: bool, update: bool = False) -> str:
-        """Post the INCIDENT ALERT once per incident; later, update it in place."""
-        current = await self.store.incident(incident.id)
-        message = alert(presenters.alert_view(current, app_stopped))
-        if current.alert_ts is None:
-            answer = await self._post(current.channel, message)
-            await self.store.update_incident(current.id, alert_ts=answer["ts"])
+    async def _alert(self, incident_id: str) -> str:
+        """Post the INCIDENT ALERT once per incident; later, update it in place. Returns its ts."""
+        incident = await self.store.incident(incident_id)
+        runs = await self.store.runs(incident_id=incident_id)
+        message = alert(presenters.alert_view(
+            incident, app_stopped=bool(runs and runs[-1].facts.get("app_stopped")),
+            running=bool(runs and runs[-1].state is RunState.RUNNING),
+            rolled_back=any(run.facts.get("swapped") for run in runs)))
+        if incident.alert_ts is None:
+            answer = await self.poster.post(incident.channel, message)
+            await self.store.update_incident(incident.id, alert_ts=answer["ts"])
             return answer["ts"]
-        if update:
-            await self.client.chat_update(channel=current.channel, ts=current.alert_ts, text=message.text, blocks=message.blocks)
-        return current.alert_ts
+        await self.poster.update(incident.channel, incident.alert_ts, message)
+        return incident.alert_ts
+
+    async def _incident_changed(self, event: IncidentChanged) -> None:
+        incident = await self.store.incident(event.incident.id)
+        await self._alert(incident.id)
+        if event.incident.status is IncidentStatus.RESOLVED:  # the moment of resolution (closing comes later)
+            if event.run is not None:
+                run = await self.store.run(event.run.id)
+                message = resolved(presenters.resolved_view(incident, run, await self.store.steps(run.id), self.settings))
+            else:
+                message = resolved_by_hand(incident.id, incident.environment, event.by, incident.resolved_at)
+            await self.poster.to_incident(incident.id, message)
+        if incident.status is IncidentStatus.CLOSED:
+            await self.post_incident.redraw(incident.id, "signoffs")
+        self._follow(incident)
+
+    async def _severity_chosen(self, event: SeverityChosen) -> None:
+        incident, choice = event.incident, event.choice
+        known = await self.store.message(incident.id, "severity")
+        if known:
+            await self.poster.update(known["channel"], known["ts"], lifecycle.severity_answered(
+                incident.id, incident.environment, choice, event.by))
+        if choice == "critical":
+            await self.poster.to_incident(incident.id, lifecycle.critical_proposal(incident.id, incident.environment, event.by))
+        elif choice == "minor":
+            await self.poster.to_incident(incident.id, lifecycle.minor_recorded(incident.id, event.by))
+        else:
+            await self.poster.to_incident(incident.id, lifecycle.unsure_paged(incident.id, event.by, event.approvers))
+            await self._page(incident.id, event.approvers, "its severity is unclear and it is paused until assessed")
+
+    async def _page(self, incident_id: str, approvers: tuple[str, ...], why: str) -> None:
+        """A direct message to every approver (usergroups expanded)."""
+        channel = await self.poster.channel(incident_id)
+        for user in await self.access.users(approvers):
+            try:
+                await self.poster.post(user, lifecycle.page(incident_id, channel, why))
+            except SlackApiError as exc:
+                log.warning("could not page %s: %s", user, exc.response.get("error"))
+        await self.store.audit("bot", "approvers.paged", incident_id=incident_id, why=why,
+                               users=",".join(await self.access.users(approvers)))
 
     async def _decided(self, incident, approval) -> None:
         stored = await self.store.approval(approval.id)
-        message = approval_message(presenters.approval_view(stored, self.settings))
         if stored.message_ts:
-            await self.client.chat_update(channel=stored.channel, ts=stored.message_ts, text=message.text, blocks=message.blocks)
+            await self.poster.update(stored.channel, stored.message_ts,
+                                     approval_message(presenters.approval_view(stored, self.settings)))
         if approval.state != ApprovalState.VOID:
-            await self._post(incident.channel, decision_line(approval.state.value, approval.decided_by),
-                             thread_ts=await self._alert_ts(incident.id))
+            await self.poster.to_incident(incident.id, decision_line(approval.state.value, approval.decided_by), thread=True)
 
     async def _run_ended(self, event: RunEnded) -> None:
         incident, run = event.incident, event.run
         view = presenters.run_end_view(incident, run, event.steps, event.outcome, self.plan_titles.get(run.plan, run.plan))
-        thread = await self._alert_ts(incident.id)
-        await self._post(incident.channel, run_ended(view), thread_ts=thread,
-                         reply_broadcast=run.state is not RunState.SUCCEEDED)
-        report = run.facts.get("report_path")
-        if run.state is RunState.SUCCEEDED and report:
-            content = await asyncio.to_thread(_read, report)
-            await self.client.files_upload_v2(
-                channel=incident.channel, content=self.redact(content), filename=os.path.basename(report),
-                title=f"Incident report {incident.id}", initial_comment=f"📄 Incident report for {incident.id}")
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+        await self.poster.to_incident(incident.id, run_ended(view), thread=True,
+                                      broadcast=run.state is not RunState.SUCCEEDED)
+        await self._alert(incident.id)  # "Mark resolved" comes back once no run is under way

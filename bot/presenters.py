@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from actions.config import Settings
+from actions.config import SIGNOFF_ROLES, Settings
+from actions.incidents import LEVELS
 from actions.plan import ApprovalPreview, Outcome
-from actions.records import AlertStatus, Approval, Incident, Run, StepRecord, StepState
-from messages.views import AlertView, ApprovalView, ResolvedView, RunEndView, StepView
+from actions.postincident import CHECKLIST
+from actions.progress import ProgressView
+from actions.records import AlertStatus, Approval, Incident, IncidentStatus, Run, StepRecord, StepState, parse_time, utcnow
+from actions.snapshot import Snapshot
+from messages.views import (
+    AlertView,
+    ApprovalView,
+    ChecklistView,
+    ResolvedView,
+    RunEndView,
+    SignoffView,
+    StepView,
+    UpdateView,
+)
 
 ACTIONS = {
     AlertStatus.INVESTIGATING: "We are assessing the situation; no rollback is running",
@@ -17,18 +30,34 @@ ACTIONS = {
 }
 
 
-def alert_view(incident: Incident, app_stopped: bool) -> AlertView:
+DECISIONS = {
+    "critical": "Assessed CRITICAL: immediate full rollback proposed",
+    "minor": "Assessed MINOR: continuing and fixing forward",
+    "unsure": "Paused: waiting for a DBA to assess",
+}
+
+
+def alert_view(incident: Incident, *, app_stopped: bool, running: bool = False, rolled_back: bool = False,
+               progress: ProgressView | None = None) -> AlertView:
     status = AlertStatus(incident.alert_status)
     if status is AlertStatus.RESOLVED:
         impact, eta = "WORKING", f"recovered at {incident.resolved_at:%H:%M:%S} UTC"
+        action = ACTIONS[status] if rolled_back else "Resolved without a rollback"
     else:
         impact = "OFFLINE" if app_stopped else "DEGRADED"
+        action = ACTIONS[status] if status is AlertStatus.ROLLING_BACK else DECISIONS.get(incident.severity, ACTIONS[status])
         eta = ("after the approval, the restore and the checks; progress in this thread"
                if status is AlertStatus.ROLLING_BACK else "not set: no rollback is running")
+        if progress and progress.remaining_seconds is not None:
+            eta = f"restore done around {utcnow() + timedelta(seconds=progress.remaining_seconds):%H:%M:%S} UTC, then the swap"
+    is_open = incident.status is IncidentStatus.OPEN
     return AlertView(
         incident_id=incident.id, environment=incident.environment, declared_at=incident.declared_at,
-        status=status.value, impact=impact, action=ACTIONS[status], eta=eta,
-        progress_note=f"Progress is posted in this thread as each step ends. Incident {incident.id}.")
+        status=status.value, impact=impact, action=action, eta=eta,
+        progress_note=f"Progress is posted in this thread as each step ends. Incident {incident.id}.",
+        level=incident.level, level_name=LEVELS[incident.level], summary=incident.summary,
+        can_escalate=is_open and incident.level < 3, can_resolve=is_open and not running,
+        closed_at=incident.closed_at)
 
 
 def step_view(step: StepRecord) -> StepView:
@@ -73,3 +102,33 @@ def resolved_view(incident: Incident, run: Run, steps: list[StepRecord], setting
         restored_from=f"backup {backup.parent.name}/{backup.name}",
         app_lines=tuple(app_lines), kept_as=facts.get("keep_as", "?"),
         backup_taken_at=datetime.fromisoformat(facts["backup_created"]) if facts.get("backup_created") else incident.declared_at)
+
+
+def update_view(snapshot: Snapshot, settings: Settings) -> UpdateView:
+    incident, progress = snapshot.incident, snapshot.progress
+    eta = None
+    if progress and progress.remaining_seconds is not None:
+        eta = snapshot.at + timedelta(seconds=progress.remaining_seconds)
+    waiting = bool(snapshot.current and snapshot.current.state is StepState.WAITING)
+    return UpdateView(
+        incident_id=incident.id, environment=incident.environment, status=incident.alert_status.value,
+        level=incident.level, impact="OFFLINE" if snapshot.app_stopped else "DEGRADED", at=snapshot.at,
+        elapsed_seconds=snapshot.elapsed_seconds, current_step=snapshot.current and snapshot.current.title,
+        step_seconds=snapshot.step_seconds, waiting_for_approval=waiting,
+        progress_done=progress and progress.done, progress_total=progress and progress.total, eta_at=eta,
+        upcoming=snapshot.upcoming, decision=DECISIONS.get(incident.severity),
+        next_update_seconds=settings.bot.update_interval_seconds)
+
+
+def checklist_view(incident_id: str, state: dict[str, dict]) -> ChecklistView:
+    return ChecklistView(incident_id, tuple(
+        (group.key, group.title, tuple((key, text, bool(state.get(key, {}).get("checked")), state.get(key, {}).get("by"))
+                                       for key, text in group.items))
+        for group in CHECKLIST))
+
+
+def signoff_view(incident: Incident, signoffs: dict[str, dict], settings: Settings) -> SignoffView:
+    required = set(settings.bot.required_signoffs)
+    return SignoffView(incident.id, tuple(
+        (role, title, role in required, signoffs.get(role, {}).get("user"), parse_time(signoffs.get(role, {}).get("at")))
+        for role, title in SIGNOFF_ROLES.items()), incident.closed_at if incident.status is IncidentStatus.CLOSED else None)

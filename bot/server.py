@@ -37,6 +37,7 @@ class BotRuntime:
     async def start(self) -> None:
         self.deps.notifier.start()
         await self.deps.service.report_interrupted()
+        await self.deps.schedule.resume()
 
     async def serve_http(self, host: str = "127.0.0.1", port: int = 3000) -> int:
         """Serve Bolt at POST /slack/events (and GET /healthz); returns the bound port (0 picks one)."""
@@ -68,6 +69,7 @@ class BotRuntime:
         """Stop taking requests, stop running steps (they are reported at the next start), flush messages."""
         if self._runner:
             await self._runner.cleanup()
+        self.deps.schedule.stop()
         await self.deps.service.runner.shutdown()
         await self.deps.notifier.stop()
         self.deps.store.close()

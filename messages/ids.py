@@ -14,6 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field
 class ActionId(StrEnum):
     APPROVE = "approval-approve"
     DENY = "approval-deny"
+    SEVERITY_CRITICAL = "severity-critical"
+    SEVERITY_MINOR = "severity-minor"
+    SEVERITY_UNSURE = "severity-unsure"
+    START_FULL = "start-full-rollback"
+    ESCALATE = "incident-escalate"
+    RESOLVE = "incident-resolve"
+    EDIT_REPORT = "report-edit"
+    CHECKLIST_PREFIX = "checklist-"  # + group key: one checkboxes element per group
+    SIGN_OFF_PREFIX = "signoff-"  # + role key: one button per sign-off role
+
+
+class CallbackId(StrEnum):
+    REPORT_MODAL = "incident-report"
 
 
 class ApprovalButton(BaseModel):
@@ -23,3 +36,11 @@ class ApprovalButton(BaseModel):
 
     incident: str = Field(max_length=40)
     approval: str = Field(max_length=40)  # the approval's unguessable id
+
+
+class IncidentButton(BaseModel):
+    """The value of every incident-level button (escalate, resolve, severity, sign-off, …)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    incident: str = Field(max_length=40)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from messages.blocks import SlackMessage, context, duration, fields, header, section
+from messages.blocks import SlackMessage, actions, button, confirm_dialog, context, duration, fields, header, section
+from messages.ids import ActionId, IncidentButton
 from messages.views import AlertView, ResolvedView, RunEndView, StepView
 
 STEP_ICONS = {
@@ -17,21 +18,40 @@ def _utc(moment) -> str:
 
 def alert(view: AlertView) -> SlackMessage:
     """🚨 INCIDENT ALERT 🚨 — posted once, then updated in place as the status changes."""
+    closed = f" · closed {_utc(view.closed_at)}" if view.closed_at else ""
     lines = [
         "🚨 INCIDENT ALERT 🚨", "", "Database Migration Issue Detected",
-        f"- Time: {_utc(view.declared_at)}", f"- Status: {view.status}",
-        f"- Environment: {view.environment.capitalize()}", "",
+        f"- Time: {_utc(view.declared_at)}", f"- Status: {view.status}{closed}",
+        f"- Environment: {view.environment.capitalize()}",
+        f"- Escalation: level {view.level} ({view.level_name})", "",
         f"Application Impact: {view.impact}", "",
         f"Action: {view.action}", f"ETA for recovery: {view.eta}", "", view.progress_note,
     ]
     blocks = [
         header("🚨 INCIDENT ALERT 🚨"),
-        section(f"*Database Migration Issue Detected* · `{view.incident_id}`"),
-        fields([("Time", _utc(view.declared_at)), ("Status", f"*{view.status}*"),
-                ("Environment", view.environment.capitalize()), ("Application Impact", view.impact)]),
+        section(f"*Database Migration Issue Detected* · `{view.incident_id}`"
+                + (f"\n{view.summary}" if view.summary else "")),
+        fields([("Time", _utc(view.declared_at)), ("Status", f"*{view.status}*{closed}"),
+                ("Environment", view.environment.capitalize()), ("Application Impact", view.impact),
+                ("Escalation", f"Level {view.level} — {view.level_name}")]),
         section(f"*Action:* {view.action}\n*ETA for recovery:* {view.eta}"),
         context(view.progress_note),
     ]
+    buttons = []
+    value = IncidentButton(incident=view.incident_id).model_dump_json()
+    if view.can_escalate:
+        buttons.append(button(f"Raise to level {view.level + 1}", ActionId.ESCALATE, value,
+                              confirm=confirm_dialog(f"Raise to level {view.level + 1}?",
+                                                     "The approvers will be notified.", "Raise")))
+    if view.can_resolve:
+        buttons.append(button("Mark resolved", ActionId.RESOLVE, value,
+                              confirm=confirm_dialog("Mark the incident resolved?",
+                                                     "Use this when the issue was fixed without (or after) a rollback. "
+                                                     "The post-incident checklist and sign-offs follow.", "Resolve")))
+    if buttons:
+        blocks.append(actions("incident", *buttons))
+    if view.summary:
+        lines.insert(3, view.summary)
     return SlackMessage("\n".join(lines), blocks)
 
 
@@ -99,4 +119,20 @@ def resolved(view: ResolvedView) -> SlackMessage:
         section("*Next Steps:*\n" + "\n".join(next_steps)),
         context("We appreciate your patience."),
     ]
+    return SlackMessage("\n".join(lines), blocks)
+
+
+def resolved_by_hand(incident_id: str, environment: str, by: str | None, at) -> SlackMessage:
+    """INCIDENT RESOLVED without a rollback: it says only what is true (nothing was restored)."""
+    who = f" by <@{by}>" if by else ""
+    lines = ["✅ INCIDENT RESOLVED ✅", "", f"The migration issue in {environment} was marked resolved{who} "
+             f"at {_utc(at)}.", "- Resolved by hand: this incident's thread shows what the bot did before", "",
+             "Next Steps:", "- Root cause analysis in progress", "- Full incident report will be published (attached below)",
+             "- Remediation plan to follow", "", "We appreciate your patience."]
+    blocks = [header("✅ INCIDENT RESOLVED ✅"),
+              section(f"`{incident_id}` · {environment}: marked resolved{who} at {_utc(at)}. Resolved by hand: "
+                      "this incident's thread shows what the bot did before."),
+              section("*Next Steps:*\n- Root cause analysis in progress\n- Full incident report will be published "
+                      "(attached below)\n- Remediation plan to follow"),
+              context("We appreciate your patience.")]
     return SlackMessage("\n".join(lines), blocks)

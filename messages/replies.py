@@ -10,6 +10,13 @@ VERBS: dict[str, tuple[str, str]] = {
     "full": ("/rollback full <env>",
              "Full rollback (runbook Scenario 1): restore the newest backup aside, ask an approver, swap it in, "
              "restart the app, run smoke checks, post RESOLVED and the incident report. Operators only."),
+    "assess": ("/rollback assess <env>",
+               "Open an incident without acting and ask the runbook's question: CRITICAL (propose the full rollback), "
+               "MINOR (continue and fix) or UNSURE (pause and page the approvers). Operators and approvers."),
+    "declare": ("/rollback declare <env> [text]",
+                "Declare an incident without a rollback; the text is shown on the alert. Operators and approvers."),
+    "report": ("/rollback report <incident>",
+               "Write the incident report again from the audit trail and post it to the incident's channel."),
     "status": ("/rollback status", "Open incidents and running rollbacks, with their current step."),
     "help": ("/rollback help", "This list."),
 }
@@ -83,3 +90,26 @@ def status_message(lines: list[StatusLine]) -> SlackMessage:
         rows.append(f"• *{line.incident_id}* · `{line.environment}` · {line.alert_status} since "
                     f"{line.declared_at:%Y-%m-%d %H:%M} UTC — {run}")
     return _reply("*Open incidents*\n" + "\n".join(rows))
+
+
+def note(text: str) -> SlackMessage:
+    return _reply(text)
+
+
+def not_possible(reason: str) -> SlackMessage:
+    return _reply(f"Not done: {reason}.", "Nothing was changed.")
+
+
+def unknown_incident(incident_id: str) -> SlackMessage:
+    return _reply(f"There is no incident `{incident_id}`.", "`/rollback status` lists the open ones.")
+
+
+def declared(incident_id: str, environment: str, channel: str, new: bool) -> SlackMessage:
+    if new:
+        return _reply(f"Declared *{incident_id}* for `{environment}`. Follow it in <#{channel}>.")
+    return _reply(f"`{environment}` already has an open incident: *{incident_id}*. Follow it in <#{channel}>.",
+                  "One open incident per environment; a rollback joins it.")
+
+
+def report_posted(incident_id: str, channel: str) -> SlackMessage:
+    return _reply(f"The report of *{incident_id}* was written again and posted in <#{channel}>.")

@@ -30,15 +30,16 @@ def report_markdown(view: ReportView) -> str:
         "",
         "## Timeline",
         "",
-        *[f"- {label}: {_when(moment)}" for label, moment in view.timeline],
+        *[f"- {label}: {_when(moment) if moment or label == 'Migration start' else '—'}"
+          for label, moment in view.timeline],
         "",
         "## Root Cause",
         "",
-        TO_FILL,
+        view.root_cause or TO_FILL,
         "",
         "## What Failed",
         "",
-        TO_FILL,
+        view.what_failed or TO_FILL,
         "",
         "## Resolution",
         "",
@@ -62,7 +63,7 @@ def report_markdown(view: ReportView) -> str:
         "",
         "## Prevention",
         "",
-        TO_FILL,
+        view.prevention or TO_FILL,
         "",
         "## Audit trail",
         "",
@@ -72,9 +73,10 @@ def report_markdown(view: ReportView) -> str:
         "",
         "## Sign-offs",
         "",
-        "- DBA: _________________ Date: _______",
-        "- Lead Dev: _________________ Date: _______",
-        "- Manager: _________________ Date: _______",
+        *[f"- {title}: {user or '_________________'} Date: {at[:10] if at else '_______'}"
+          for title, user, at in view.signoffs],
         "",
     ]
+    if view.summary:
+        lines[lines.index("## Timeline"):lines.index("## Timeline")] = ["## Summary", "", view.summary, ""]
     return "\n".join(lines)

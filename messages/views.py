@@ -18,6 +18,12 @@ class AlertView:
     action: str
     eta: str
     progress_note: str
+    level: int = 1
+    level_name: str = "Issue detection"
+    summary: str | None = None
+    can_escalate: bool = False
+    can_resolve: bool = False
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -102,3 +108,43 @@ class ReportView:
     steps: tuple[StepView, ...]
     row_counts: tuple[tuple[str, int], ...] = ()
     audit: tuple[tuple[datetime, str, str, str], ...] = field(default_factory=tuple)  # at, actor, action, outcome
+    summary: str | None = None
+    root_cause: str | None = None
+    what_failed: str | None = None
+    prevention: str | None = None
+    signoffs: tuple[tuple[str, str | None, str | None], ...] = ()  # role title, user, ISO time
+
+
+@dataclass(frozen=True)
+class UpdateView:
+    """The five-minute status update (runbook Part 9: "Updates will be posted every 5 minutes")."""
+
+    incident_id: str
+    environment: str
+    status: str
+    level: int
+    impact: str
+    at: datetime
+    elapsed_seconds: float
+    current_step: str | None
+    step_seconds: float | None
+    waiting_for_approval: bool
+    progress_done: int | None
+    progress_total: int | None
+    eta_at: datetime | None
+    upcoming: tuple[str, ...]
+    decision: str | None
+    next_update_seconds: float
+
+
+@dataclass(frozen=True)
+class ChecklistView:
+    incident_id: str
+    groups: tuple[tuple[str, str, tuple[tuple[str, str, bool, str | None], ...]], ...]  # key, title, items
+
+
+@dataclass(frozen=True)
+class SignoffView:
+    incident_id: str
+    roles: tuple[tuple[str, str, bool, str | None, datetime | None], ...]  # key, title, required, by, at
+    closed_at: datetime | None

@@ -105,7 +105,8 @@ async def test_full_rollback_restores_the_backup_and_keeps_the_failed_database(h
     assert report == (h.settings.reports_dir / report_file.name).read_text()
     for heading in ("## Timeline", "## Root Cause", "## What Failed", "## Resolution", "## Prevention", "## Sign-offs"):
         assert heading in report
-    assert "- Rollback initiated: 20" in report and "- Incident closed: 20" in report
+    assert "- Rollback initiated: 20" in report and "- Incident resolved: 20" in report
+    assert "- Incident closed: —" in report  # closing waits for the sign-offs
     assert f"**Approved by**: {APPROVER}" in report
 
     # The audit trail shows who asked and who approved.

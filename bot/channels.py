@@ -1,0 +1,70 @@
+"""A channel per incident (`create_channel = true`): created, people invited, linked from elsewhere."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from actions.config import Settings
+from actions.records import Incident
+from actions.store import AsyncStore
+from bot.access import Access
+from bot.poster import Poster
+from messages.lifecycle import channel_opened
+
+log = logging.getLogger(__name__)
+
+
+def channel_name(incident: Incident) -> str:
+    """inc-<yyyymmdd>-<env>-<nnnn>: Slack's rules (lowercase, ≤ 80, letters, digits, - and _)."""
+    _, day, number = incident.id.split("-")
+    return f"inc-{day}-{incident.environment}-{number}".lower()[:80]
+
+
+async def open_incident_channel(incident: Incident, settings: Settings, store: AsyncStore, access: Access,
+                                poster: Poster) -> str:
+    """Create the incident's channel if configured, invite people, post links; return the channel."""
+    channel = incident.channel
+    if settings.bot.create_channel:
+        channel = await _create(poster, channel_name(incident))
+        await store.update_incident(incident.id, channel=channel)
+        await store.audit("bot", "channel.created", incident_id=incident.id, environment=incident.environment,
+                          channel=channel)
+        await _invite(poster, channel, await access.users([incident.declared_by, *settings.bot.approvers]))
+    link = channel_opened(incident.id, incident.environment, channel, incident.declared_by)
+    elsewhere = [settings.bot.incident_channel] if channel != settings.bot.incident_channel else []
+    for target in dict.fromkeys(elsewhere + settings.bot.notify_channels):
+        try:
+            await poster.post(target, link)
+        except SlackApiError as exc:  # a notify channel the bot is not in must not stop the incident
+            log.warning("could not post the incident link to %s: %s", target, exc.response.get("error"))
+    return channel
+
+
+async def _create(poster: Poster, name: str) -> str:
+    for attempt in range(1, 6):
+        candidate = name if attempt == 1 else f"{name}-{attempt}"
+        try:
+            answer = await poster.client.conversations_create(name=candidate)
+            return answer["channel"]["id"]
+        except SlackApiError as exc:
+            if exc.response.get("error") != "name_taken":
+                raise
+    raise RuntimeError(f"every channel name {name}, {name}-2 … {name}-5 is taken")
+
+
+async def _invite(poster: Poster, channel: str, users: list[str]) -> None:
+    me = (await poster.client.auth_test())["user_id"]
+    users = [u for u in users if u != me]
+    if not users:
+        return
+    try:
+        await poster.client.conversations_invite(channel=channel, users=",".join(users))
+    except SlackApiError:
+        # One bad id fails the whole call: invite one by one, skipping those Slack refuses.
+        for user in users:
+            try:
+                await poster.client.conversations_invite(channel=channel, users=user)
+            except SlackApiError as exc:
+                log.warning("could not invite %s to %s: %s", user, channel, exc.response.get("error"))

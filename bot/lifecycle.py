@@ -1,0 +1,123 @@
+"""Incident buttons and the report modal: parse, ack, resolve roles, hand to the desk (actions/)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+from slack_bolt.async_app import AsyncApp
+
+from actions.results import IncidentNotFound, NotPossible, Recorded, Refused
+from bot.commands import start_full
+from messages import replies
+from messages.ids import ActionId, CallbackId, IncidentButton
+from messages.postincident import report_modal
+
+if TYPE_CHECKING:
+    from bot.app import Deps
+
+log = logging.getLogger(__name__)
+SEVERITY = {ActionId.SEVERITY_CRITICAL: "critical", ActionId.SEVERITY_MINOR: "minor", ActionId.SEVERITY_UNSURE: "unsure"}
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    async def button_incident(body, action, respond) -> str | None:
+        """The incident a button names, or None after telling the clicker (and the audit) it was not valid."""
+        try:
+            return IncidentButton.model_validate_json(action.get("value") or "").incident
+        except ValidationError:
+            await deps.store.audit(body["user"]["id"], "button.tampered", outcome="refused",
+                                   action=action.get("action_id"), value=(action.get("value") or "")[:200])
+            await _tell(respond, replies.approval_not_found())
+            return None
+
+    for action_id, choice in SEVERITY.items():
+        @app.action(action_id.value)
+        async def severity(ack, body, action, respond, choice=choice) -> None:
+            await ack()
+            if incident := await button_incident(body, action, respond):
+                actor = await deps.access.actor(body["user"]["id"])
+                await _answer(respond, await deps.service.desk.choose_severity(actor, incident, choice))
+
+    @app.action(ActionId.ESCALATE.value)
+    async def escalate(ack, body, action, respond) -> None:
+        await ack()
+        if incident := await button_incident(body, action, respond):
+            actor = await deps.access.actor(body["user"]["id"])
+            await _answer(respond, await deps.service.desk.escalate(actor, incident))
+
+    @app.action(ActionId.RESOLVE.value)
+    async def resolve(ack, body, action, respond) -> None:
+        await ack()
+        if incident := await button_incident(body, action, respond):
+            actor = await deps.access.actor(body["user"]["id"])
+            await _answer(respond, await deps.service.desk.resolve(actor, incident))
+
+    @app.action(ActionId.START_FULL.value)
+    async def start(ack, body, action, respond) -> None:
+        await ack()
+        if incident_id := await button_incident(body, action, respond):
+            incident = await deps.store.incident(incident_id)
+            if incident is None:
+                return await _answer(respond, IncidentNotFound(incident_id))
+            await _tell(respond, await start_full(deps, body["user"]["id"], incident.environment))
+
+    @app.action(re.compile(f"^{ActionId.SIGN_OFF_PREFIX}"))
+    async def sign_off(ack, body, action, respond) -> None:
+        await ack()
+        if incident := await button_incident(body, action, respond):
+            role = action["action_id"].removeprefix(ActionId.SIGN_OFF_PREFIX)
+            actor = await deps.access.actor(body["user"]["id"])
+            await _answer(respond, await deps.service.desk.sign_off(actor, incident, role))
+
+    @app.action(re.compile(f"^{ActionId.CHECKLIST_PREFIX}"))
+    async def checklist(ack, body, action, respond) -> None:
+        await ack()
+        _, incident, group = (action.get("block_id") or "||").split("|", 2)
+        selected = {option["value"] for option in action.get("selected_options") or []}
+        actor = await deps.access.actor(body["user"]["id"])
+        result = await deps.service.desk.tick(actor, incident, group, selected)
+        if not isinstance(result, Recorded):
+            await _answer(respond, result)
+
+    @app.action(ActionId.EDIT_REPORT.value)
+    async def edit_report(ack, body, action, respond, client) -> None:
+        await ack()
+        if incident_id := await button_incident(body, action, respond):
+            incident = await deps.store.incident(incident_id)
+            if incident is None:
+                return await _answer(respond, IncidentNotFound(incident_id))
+            await client.views_open(trigger_id=body["trigger_id"], view=report_modal(
+                incident.id, incident.root_cause, incident.what_failed, incident.prevention))
+
+    @app.view(CallbackId.REPORT_MODAL.value)
+    async def save_report(ack, body, view) -> None:
+        # Saving takes milliseconds, so the modal's answer can carry a refusal back into the form.
+        incident = IncidentButton.model_validate_json(view["private_metadata"]).incident
+        values = {block: fields["value"].get("value") or "" for block, fields in view["state"]["values"].items()}
+        actor = await deps.access.actor(body["user"]["id"])
+        result = await deps.service.desk.save_notes(
+            actor, incident, root_cause=values.get("root_cause", ""), what_failed=values.get("what_failed", ""),
+            prevention=values.get("prevention", ""))
+        if isinstance(result, Recorded):
+            return await ack()
+        reason = getattr(result, "reason", None) or f"unknown incident {incident}"
+        await ack(response_action="errors", errors={"root_cause": f"Not saved: {reason}."})
+
+
+async def _answer(respond, result) -> None:
+    match result:
+        case Recorded(note=note):
+            await _tell(respond, replies.note(note))
+        case Refused(reason=reason, allowed=allowed):
+            await _tell(respond, replies.refused(reason, list(allowed)))
+        case NotPossible(reason=reason):
+            await _tell(respond, replies.not_possible(reason))
+        case IncidentNotFound(incident_id=incident_id):
+            await _tell(respond, replies.unknown_incident(incident_id))
+
+
+async def _tell(respond, message) -> None:
+    await respond(text=message.text, blocks=message.blocks, response_type="ephemeral", replace_original=False)

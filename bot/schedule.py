@@ -1,0 +1,124 @@
+"""What the bot says on its own, on a clock (APScheduler): status updates and checklist reminders.
+
+- Status updates every `update_interval_seconds` while an incident is open, counted from the
+  moment it was declared, written from the live state (current step, restore progress, ETA).
+- Reminders of unticked post-incident items: the immediate ones an hour after the resolution,
+  the 24-hour ones a day after. Each reminder is sent at most once (recorded in the store).
+
+Nothing here lives only in memory: after a restart, `resume()` schedules again from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import timedelta
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from actions.config import Settings
+from actions.postincident import CHECKLIST, unchecked
+from actions.records import Incident, IncidentStatus, utcnow
+from actions.runner import new_error_id
+from actions.service import RollbackService
+from bot import presenters
+from bot.poster import Poster
+from messages.incident import alert
+from messages.postincident import reminder
+from messages.update import status_update
+
+log = logging.getLogger(__name__)
+
+
+class Schedule:
+    def __init__(self, settings: Settings, service: RollbackService, poster: Poster):
+        self.settings = settings
+        self.service = service
+        self.store = service.store
+        self.poster = poster
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+
+    async def resume(self) -> None:
+        """Start the clock and schedule what the store says is due (also after a restart)."""
+        self.scheduler.start()
+        for incident in await self.store.incidents(IncidentStatus.OPEN):
+            self.watch(incident)
+        for incident in await self.store.incidents(IncidentStatus.RESOLVED):
+            self.plan_reminders(incident)
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def incident_changed(self, incident: Incident) -> None:
+        """Follow the incident's status: updates while open, reminders once resolved, nothing once closed."""
+        if incident.status is IncidentStatus.OPEN:
+            self.watch(incident)
+            return
+        self._drop(f"update:{incident.id}")
+        if incident.status is IncidentStatus.RESOLVED:
+            self.plan_reminders(incident)
+        else:
+            for group in CHECKLIST:
+                self._drop(f"remind:{incident.id}:{group.key}")
+
+    def watch(self, incident: Incident) -> None:
+        """Status updates on the incident's own clock: declared_at + k × interval."""
+        job_id = f"update:{incident.id}"
+        if self.scheduler.get_job(job_id):
+            return
+        interval = self.settings.bot.update_interval_seconds
+        periods = max(1, math.ceil((utcnow() - incident.declared_at).total_seconds() / interval))
+        first = incident.declared_at + timedelta(seconds=periods * interval)
+        self.scheduler.add_job(self.post_update, "interval", seconds=interval, next_run_time=first, id=job_id,
+                               args=[incident.id], max_instances=1, coalesce=True, misfire_grace_time=None)
+
+    def plan_reminders(self, incident: Incident) -> None:
+        delays = {"immediate": self.settings.bot.remind_immediate_after_seconds,
+                  "day": self.settings.bot.remind_day_after_seconds}
+        for group in CHECKLIST:
+            if group.remind is None or incident.resolved_at is None:
+                continue
+            when = max(incident.resolved_at + timedelta(seconds=delays[group.remind]), utcnow())
+            self.scheduler.add_job(self.remind, "date", run_date=when, id=f"remind:{incident.id}:{group.key}",
+                                   args=[incident.id, group.key], replace_existing=True, misfire_grace_time=None)
+
+    def _drop(self, job_id: str) -> None:
+        try:
+            self.scheduler.remove_job(job_id)
+        except JobLookupError:
+            pass
+
+    async def post_update(self, incident_id: str) -> None:
+        """One status update, from live execution state; the alert's ETA is refreshed with it."""
+        try:
+            snapshot = await self.service.snapshot(incident_id)
+            if snapshot.incident.status is not IncidentStatus.OPEN:
+                self._drop(f"update:{incident_id}")
+                return
+            await self.poster.to_incident(incident_id, status_update(presenters.update_view(snapshot, self.settings)))
+            incident = snapshot.incident
+            if incident.alert_ts and snapshot.progress:
+                view = presenters.alert_view(incident, app_stopped=snapshot.app_stopped, running=True,
+                                             progress=snapshot.progress)
+                await self.poster.update(incident.channel, incident.alert_ts, alert(view))
+        except Exception:
+            log.exception("status update for %s failed [%s]", incident_id, new_error_id())
+
+    async def remind(self, incident_id: str, group_key: str) -> None:
+        """Remind the channel of the group's unticked items, once."""
+        try:
+            incident = await self.store.incident(incident_id)
+            group = next(g for g in CHECKLIST if g.key == group_key)
+            open_items = unchecked(group, await self.store.checklist(incident_id))
+            if incident.status is not IncidentStatus.RESOLVED or not open_items:
+                return
+            if not await self.store.remember_message(incident_id, f"reminder:{group_key}"):
+                return  # already reminded (before a restart)
+            people = tuple(dict.fromkeys([incident.declared_by, *self.settings.bot.approvers]))
+            await self.poster.to_incident(incident_id, reminder(incident_id, group.title, open_items, people))
+            await self.store.audit("bot", "reminder.sent", incident_id=incident_id, environment=incident.environment,
+                                   group=group_key, open=len(open_items))
+        except Exception:
+            log.exception("reminder %s for %s failed [%s]", group_key, incident_id, new_error_id())
