@@ -33,13 +33,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await _tell(respond, replies.approval_not_found())
             return None
 
-    for action_id, choice in SEVERITY.items():
-        @app.action(action_id.value)
-        async def severity(ack, body, action, respond, choice=choice) -> None:
+    def severity(choice: str):
+        # Bolt fills listener arguments by name, so the answer is bound here, not as a parameter.
+        async def answer(ack, body, action, respond) -> None:
             await ack()
             if incident := await button_incident(body, action, respond):
                 actor = await deps.access.actor(body["user"]["id"])
                 await _answer(respond, await deps.service.desk.choose_severity(actor, incident, choice))
+        return answer
+
+    for action_id, choice in SEVERITY.items():
+        app.action(action_id.value)(severity(choice))
 
     @app.action(ActionId.ESCALATE.value)
     async def escalate(ack, body, action, respond) -> None:

@@ -102,7 +102,7 @@ class Notifier:
             case Escalated(incident=incident, by=by, approvers=approvers):
                 await self.poster.to_incident(incident.id, lifecycle.escalated(
                     incident.id, incident.level, LEVELS[incident.level], by, approvers))
-                await self._page(incident.id, approvers, f"it was raised to level {incident.level}")
+                await self._page(incident.id, approvers, f"it was raised to level {incident.level}", by)
             case RunStarted(incident=incident, run=run, plan_title=title):
                 await self._alert(incident.id)
                 await self.poster.to_incident(incident.id, run_started(title, run.environment, run.requested_by, run.id),
@@ -169,18 +169,19 @@ class Notifier:
             await self.poster.to_incident(incident.id, lifecycle.minor_recorded(incident.id, event.by))
         else:
             await self.poster.to_incident(incident.id, lifecycle.unsure_paged(incident.id, event.by, event.approvers))
-            await self._page(incident.id, event.approvers, "its severity is unclear and it is paused until assessed")
+            await self._page(incident.id, event.approvers, "its severity is unclear and it is paused until assessed",
+                             event.by)
 
-    async def _page(self, incident_id: str, approvers: tuple[str, ...], why: str) -> None:
-        """A direct message to every approver (usergroups expanded)."""
+    async def _page(self, incident_id: str, approvers: tuple[str, ...], why: str, by: str) -> None:
+        """A direct message to every approver (usergroups expanded) but the person who caused it."""
         channel = await self.poster.channel(incident_id)
-        for user in await self.access.users(approvers):
+        users = [user for user in await self.access.users(approvers) if user != by]
+        for user in users:
             try:
                 await self.poster.post(user, lifecycle.page(incident_id, channel, why))
             except SlackApiError as exc:
                 log.warning("could not page %s: %s", user, exc.response.get("error"))
-        await self.store.audit("bot", "approvers.paged", incident_id=incident_id, why=why,
-                               users=",".join(await self.access.users(approvers)))
+        await self.store.audit("bot", "approvers.paged", incident_id=incident_id, why=why, users=",".join(users))
 
     async def _decided(self, incident, approval) -> None:
         stored = await self.store.approval(approval.id)

@@ -164,10 +164,12 @@ class Outgoing:
         ws.changed()
 
     async def click(self, user_id: str, message: Message | Ephemeral | tuple[str, str], action_id: str,
-                    value: str | None = None, **knobs: Any) -> BotReply:
+                    value: str | None = None, selected: list[str] | None = None, **knobs: Any) -> BotReply:
         """Click the button ``action_id`` of a stored message, sending a ``block_actions`` payload.
 
-        Slack ignores the body of an action's ack, so nothing is displayed from it.
+        For a checkboxes element, ``selected`` is the values ticked after the click (Slack sends
+        the whole selection, as ``selected_options``). Slack ignores the body of an action's ack,
+        so nothing is displayed from it.
         """
         user = self._user(user_id)
         if isinstance(message, tuple):
@@ -185,6 +187,10 @@ class Outgoing:
                   "action_ts": f"{time.time():.6f}"}
         if element.get("style"):
             action["style"] = element["style"]
+        if element.get("type") == "checkboxes":
+            chosen = set(selected or [])
+            action.pop("value")
+            action["selected_options"] = [o for o in element.get("options", []) if o.get("value") in chosen]
         payload: dict[str, Any] = {
             "type": "block_actions",
             "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": self.ws.team_id},
@@ -200,6 +206,35 @@ class Outgoing:
         payload.update({"state": {"values": {}}, "response_url": response_url, "actions": [action]})
         body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
         return await self._deliver(body, response_url, trigger, **knobs)
+
+    async def submit_view(self, user_id: str, view_id: str, values: dict[str, str], **knobs: Any) -> BotReply:
+        """Submit an open modal as ``user_id``: ``values`` maps input block ids to the text typed.
+
+        Sends a ``view_submission`` payload shaped like Slack's. An empty ack closes the modal
+        (it is removed from the workspace); ``response_action: errors`` leaves it open.
+        """
+        user = self._user(user_id)
+        stored = self.ws.views[view_id]
+        state = {}
+        for block in stored.view.get("blocks", []):
+            element = block.get("element") or {}
+            if block.get("type") == "input" and block.get("block_id") in values:
+                state[block["block_id"]] = {element.get("action_id", "value"): {
+                    "type": element.get("type", "plain_text_input"), "value": values[block["block_id"]]}}
+        view = stored.to_api(self.ws.team_id, self.ws.app_id, self.ws.bot_id)
+        view["state"] = {"values": state}
+        payload = {
+            "type": "view_submission", "team": {"id": self.ws.team_id, "domain": self.ws.team_domain},
+            "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": self.ws.team_id},
+            "api_app_id": self.ws.app_id, "token": VERIFICATION_TOKEN, "trigger_id": self._trigger(user.id),
+            "is_enterprise_install": False, "response_urls": [], "view": view,
+        }
+        body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
+        reply = await self._deliver(body, None, payload["trigger_id"], **knobs)
+        if reply.status == 200 and not (reply.json or {}).get("response_action"):
+            self.ws.views.pop(view_id, None)
+            self.ws.changed()
+        return reply
 
     async def replay(self, request: SentRequest | None = None) -> BotReply:
         """Send an earlier request again, byte for byte and with its original headers."""

@@ -156,9 +156,14 @@ class FakeSlack:
         return await self.outgoing.send_command(user_id, text, channel_id, command, **knobs)
 
     async def click(self, user_id: str, message: Message | Ephemeral | tuple[str, str], action_id: str,
-                    value: str | None = None, **knobs: Any) -> BotReply:
-        """Click a button of a stored message (``Message``, ``Ephemeral`` or ``(channel, ts)``)."""
-        return await self.outgoing.click(user_id, message, action_id, value, **knobs)
+                    value: str | None = None, selected: list[str] | None = None, **knobs: Any) -> BotReply:
+        """Click a button (or tick checkboxes: ``selected``) of a stored message (``Message``,
+        ``Ephemeral`` or ``(channel, ts)``)."""
+        return await self.outgoing.click(user_id, message, action_id, value, selected, **knobs)
+
+    async def submit_view(self, user_id: str, view_id: str, values: dict[str, str], **knobs: Any) -> BotReply:
+        """Submit an open modal (see ``views``) with the texts typed into its input blocks."""
+        return await self.outgoing.submit_view(user_id, view_id, values, **knobs)
 
     async def replay(self, request: SentRequest | None = None) -> BotReply:
         """Resend an earlier request (default: the last one) with its original headers."""

@@ -162,8 +162,8 @@ async def stand_in(tmp_path: Path, crm: Crm):
     await app.stop()
 
 
-def write_config(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str) -> Path:
-    """A config for one environment, `staging`, pointing at the test CRM."""
+def write_config(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "", **overrides: str) -> Path:
+    """A config for one environment, `staging`, pointing at the test CRM; `bot_extra` adds lines to [bot]."""
     values = {
         "stop_app": '"immediately"',
         "stop": f'[["rm", "-f", "{app.flag}"]]',
@@ -172,6 +172,8 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str) ->
         "two_person_rule": "true",
         "health_timeout_seconds": "10",
         "dsn": f'"{crm.dsn}"',
+        "update_interval_seconds": "300",
+        "restore_jobs": "2",
     } | overrides
     path = tmp_path / "rollback-bot.toml"
     path.write_text(textwrap.dedent(f"""\
@@ -181,7 +183,8 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str) ->
         operators = ["{OPERATOR}", "{LEAD}"]
         approvers = ["{APPROVER}", "{APPROVER_2}", "{LEAD}", "S0DBAS"]
         two_person_rule = {values['two_person_rule']}
-        update_interval_seconds = 300
+        update_interval_seconds = {values['update_interval_seconds']}
+        {bot_extra}
 
         [environments.staging]
         dsn = {values['dsn']}
@@ -192,7 +195,7 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str) ->
         health_url = "http://127.0.0.1:{app.port}/api/health"
         health_timeout_seconds = {values['health_timeout_seconds']}
         smoke = [{{ url = "http://127.0.0.1:{app.port}/api/sales", status = 200 }}]
-        restore_jobs = 2
+        restore_jobs = {values['restore_jobs']}
         """), encoding="utf-8")
     return path
 
@@ -238,14 +241,14 @@ class Harness:
             self._store.close()
 
 
-async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, **overrides: str):
+async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "", **overrides: str):
     slack = FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN)
     await slack.start()
     for user, name in ((OPERATOR, "ops.olivia"), (LEAD, "lead.lee"), (APPROVER, "dba.alice"),
                        (APPROVER_2, "dba.bob"), (BYSTANDER, "dev.dan"), (GROUP_MEMBER, "dba.gina")):
         slack.add_user(user, name)
     slack.add_usergroup("S0DBAS", [GROUP_MEMBER])
-    settings = load_settings(write_config(tmp_path, crm, app, **overrides))
+    settings = load_settings(write_config(tmp_path, crm, app, bot_extra, **overrides))
     runtime = BotRuntime(settings, credentials(slack.api_url))
     port = await runtime.serve_http("127.0.0.1", 0)
     slack.bot_url = f"http://127.0.0.1:{port}/slack/events"

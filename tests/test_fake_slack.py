@@ -23,7 +23,7 @@ from fake_slack import FakeSlack, Message, sign
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-test-token"
-SHARED = Path("/work/shared/slack")
+SHARED = Path(__file__).parent / "slack_wire"  # copies of the shared Slack wire formats
 
 APPROVAL_BLOCKS = json.loads((SHARED / "block_actions.json").read_text())["message"]["blocks"]
 
@@ -407,5 +407,59 @@ async def test_bolt_app_round_trip(fake):
         await fake.wait_for_message("C0INCIDENTS", "Rolling back", in_thread_of=msg, timeout=5)
         await fake.wait_for(lambda: msg.text.startswith("Approved by <@U2147483698>"), timeout=5)
         assert (await fake.send_command("U2147483697", "x", signature="v0=bad")).status == 401
+    finally:
+        await runner.cleanup()
+
+
+async def test_checkbox_clicks_and_modal_submissions_are_shaped_like_slack():
+    from aiohttp import web
+    from slack_sdk.signature import SignatureVerifier
+
+    received: list[dict] = []
+
+    async def bot(request: web.Request) -> web.Response:
+        body = await request.read()
+        assert SignatureVerifier("s3cret").is_valid_request(body, dict(request.headers))
+        payload = json.loads(dict(parse_qsl(body.decode()))["payload"])
+        received.append(payload)
+        if payload["type"] == "view_submission" and "bad" in json.dumps(payload["view"]["state"]):
+            return web.json_response({"response_action": "errors", "errors": {"root_cause": "no"}})
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/slack/events", bot)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with FakeSlack("s3cret", bot_token="xoxb-t", bot_url=f"http://127.0.0.1:{port}/slack/events") as fake:
+            fake.add_user("U1", "alice")
+            client = AsyncWebClient(token="xoxb-t", base_url=fake.api_url)
+            options = [{"text": {"type": "plain_text", "text": t}, "value": t} for t in ("a", "b", "c")]
+            blocks = [{"type": "actions", "block_id": "checklist|INC-1|g",
+                       "elements": [{"type": "checkboxes", "action_id": "checklist-g", "options": options}]}]
+            await client.chat_postMessage(channel="C0INCIDENTS", text="list", blocks=blocks)
+            message = fake.messages("C0INCIDENTS")[0]
+            await fake.click("U1", message, "checklist-g", selected=["a", "c"])
+            action = received[-1]["actions"][0]
+            assert action["type"] == "checkboxes" and action["block_id"] == "checklist|INC-1|g"
+            assert [o["value"] for o in action["selected_options"]] == ["a", "c"] and "value" not in action
+
+            trigger = received[-1]["trigger_id"]
+            modal = {"type": "modal", "callback_id": "incident-report", "private_metadata": "{}",
+                     "title": {"type": "plain_text", "text": "Report"},
+                     "blocks": [{"type": "input", "block_id": "root_cause", "label": {"type": "plain_text", "text": "R"},
+                                 "element": {"type": "plain_text_input", "action_id": "value"}}]}
+            view_id = (await client.views_open(trigger_id=trigger, view=modal))["view"]["id"]
+            refused = await fake.submit_view("U1", view_id, {"root_cause": "bad"})
+            assert refused.json["response_action"] == "errors" and fake.views  # stays open
+            ok = await fake.submit_view("U1", view_id, {"root_cause": "fine"})
+            assert ok.status == 200 and not fake.views  # closed
+            submitted = received[-1]
+            assert set(json.load(open(SHARED / "view_submission.json"))) <= set(submitted)
+            assert submitted["view"]["state"]["values"] == {"root_cause": {"value": {"type": "plain_text_input", "value": "fine"}}}
+            assert submitted["view"]["callback_id"] == "incident-report"
     finally:
         await runner.cleanup()
