@@ -65,9 +65,11 @@ def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode
     titles = {name: build("immediately").title for name, build in PLANS.items()}
     access = Access(settings, client)
     poster = Poster(client, store, redact)
-    notifier = Notifier(poster, settings, store, access, titles)
-    service = RollbackService(settings, store, notifier.emit, redact)
-    schedule = Schedule(settings, service, poster)
+    # The service emits into the notifier, and the notifier reads snapshots from the service:
+    # the lambda lets the notifier be built second.
+    service = RollbackService(settings, store, lambda event: notifier.emit(event), redact)
+    notifier = Notifier(poster, settings, store, access, titles, service.snapshot)
+    schedule = Schedule(settings, service, poster, notifier)
     notifier.schedule = schedule
     deps = Deps(settings, store, service, access, notifier, schedule, redact)
     app = AsyncApp(

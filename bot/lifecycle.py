@@ -93,6 +93,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             incident = await deps.store.incident(incident_id)
             if incident is None:
                 return await _answer(respond, IncidentNotFound(incident_id))
+            await deps.store.audit(body["user"]["id"], "report.edit_opened", incident_id=incident.id,
+                                   environment=incident.environment)
             await client.views_open(trigger_id=body["trigger_id"], view=report_modal(
                 incident.id, incident.root_cause, incident.what_failed, incident.prevention))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 
@@ -31,6 +33,7 @@ from actions.events import (
 from actions.incidents import LEVELS
 from actions.records import ApprovalState, IncidentStatus, RunState, StepState
 from actions.runner import new_error_id
+from actions.snapshot import Snapshot
 from actions.store import AsyncStore
 from bot import presenters
 from bot.access import Access
@@ -40,19 +43,30 @@ from bot.poster import Poster
 from messages import lifecycle
 from messages.approval import approval_message
 from messages.incident import alert, decision_line, resolved, resolved_by_hand, run_ended, run_started, step_line
+from messages.update import status_update
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UpdateDue:
+    """The schedule's clock struck for an incident's status update (bot-internal event)."""
+
+    incident_id: str
+
+
 ANNOUNCED_STEP_STATES = {StepState.SUCCEEDED, StepState.FAILED, StepState.WAITING, StepState.CANCELLED}
 
 
 class Notifier:
     def __init__(self, poster: Poster, settings: Settings, store: AsyncStore, access: Access,
-                 plan_titles: dict[str, str]):
+                 plan_titles: dict[str, str], snapshot: Callable[[str], Awaitable[Snapshot]]):
         self.poster = poster
         self.settings = settings
         self.store = store
         self.access = access
         self.plan_titles = plan_titles
+        self.snapshot = snapshot
         self.post_incident = PostIncident(poster, settings, store)
         self.schedule = None  # set by the runtime: told when incidents open, resolve and close
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -123,19 +137,30 @@ class Notifier:
                 await self.post_incident.report_written(event)
             case PostIncidentChanged(incident=incident, what=what):
                 await self.post_incident.redraw(incident.id, what)
+            case UpdateDue(incident_id=incident_id):
+                await self._status_update(incident_id)
+
+    async def _status_update(self, incident_id: str) -> None:
+        """One status update from live execution state; the alert's ETA is refreshed with it."""
+        snapshot = await self.snapshot(incident_id)
+        if snapshot.incident.status is not IncidentStatus.OPEN:
+            return  # resolved since the clock struck
+        await self.poster.to_incident(incident_id, status_update(presenters.update_view(snapshot, self.settings)))
+        if snapshot.progress:
+            await self._alert(incident_id, progress=snapshot.progress)
 
     def _follow(self, incident) -> None:
         if self.schedule is not None:
             self.schedule.incident_changed(incident)
 
-    async def _alert(self, incident_id: str) -> str:
+    async def _alert(self, incident_id: str, progress=None) -> str:
         """Post the INCIDENT ALERT once per incident; later, update it in place. Returns its ts."""
         incident = await self.store.incident(incident_id)
         runs = await self.store.runs(incident_id=incident_id)
         message = alert(presenters.alert_view(
             incident, app_stopped=bool(runs and runs[-1].facts.get("app_stopped")),
             running=bool(runs and runs[-1].state is RunState.RUNNING),
-            rolled_back=any(run.facts.get("swapped") for run in runs)))
+            rolled_back=any(run.facts.get("swapped") for run in runs), progress=progress))
         if incident.alert_ts is None:
             answer = await self.poster.post(incident.channel, message)
             await self.store.update_incident(incident.id, alert_ts=answer["ts"])

@@ -22,21 +22,20 @@ from actions.postincident import CHECKLIST, unchecked
 from actions.records import Incident, IncidentStatus, utcnow
 from actions.runner import new_error_id
 from actions.service import RollbackService
-from bot import presenters
+from bot.notifier import Notifier, UpdateDue
 from bot.poster import Poster
-from messages.incident import alert
 from messages.postincident import reminder
-from messages.update import status_update
 
 log = logging.getLogger(__name__)
 
 
 class Schedule:
-    def __init__(self, settings: Settings, service: RollbackService, poster: Poster):
+    def __init__(self, settings: Settings, service: RollbackService, poster: Poster, notifier: Notifier):
         self.settings = settings
         self.service = service
         self.store = service.store
         self.poster = poster
+        self.notifier = notifier
         self.scheduler = AsyncIOScheduler(timezone="UTC")
 
     async def resume(self) -> None:
@@ -71,7 +70,7 @@ class Schedule:
         interval = self.settings.bot.update_interval_seconds
         periods = max(1, math.ceil((utcnow() - incident.declared_at).total_seconds() / interval))
         first = incident.declared_at + timedelta(seconds=periods * interval)
-        self.scheduler.add_job(self.post_update, "interval", seconds=interval, next_run_time=first, id=job_id,
+        self.scheduler.add_job(self.update_due, "interval", seconds=interval, next_run_time=first, id=job_id,
                                args=[incident.id], max_instances=1, coalesce=True, misfire_grace_time=None)
 
     def plan_reminders(self, incident: Incident) -> None:
@@ -90,21 +89,10 @@ class Schedule:
         except JobLookupError:
             pass
 
-    async def post_update(self, incident_id: str) -> None:
-        """One status update, from live execution state; the alert's ETA is refreshed with it."""
-        try:
-            snapshot = await self.service.snapshot(incident_id)
-            if snapshot.incident.status is not IncidentStatus.OPEN:
-                self._drop(f"update:{incident_id}")
-                return
-            await self.poster.to_incident(incident_id, status_update(presenters.update_view(snapshot, self.settings)))
-            incident = snapshot.incident
-            if incident.alert_ts and snapshot.progress:
-                view = presenters.alert_view(incident, app_stopped=snapshot.app_stopped, running=True,
-                                             progress=snapshot.progress)
-                await self.poster.update(incident.channel, incident.alert_ts, alert(view))
-        except Exception:
-            log.exception("status update for %s failed [%s]", incident_id, new_error_id())
+    async def update_due(self, incident_id: str) -> None:
+        """The clock struck: queue the update behind the events already waiting, so an update
+        never lands after the RESOLVED message (the notifier checks the status when it posts)."""
+        self.notifier.emit(UpdateDue(incident_id))
 
     async def remind(self, incident_id: str, group_key: str) -> None:
         """Remind the channel of the group's unticked items, once."""
