@@ -33,31 +33,21 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await _tell(respond, replies.approval_not_found())
             return None
 
-    def severity(choice: str):
-        # Bolt fills listener arguments by name, so the answer is bound here, not as a parameter.
-        async def answer(ack, body, action, respond) -> None:
+    def desk_button(decide):
+        """A listener for a button whose click is one call on the desk: `decide(desk, actor, incident)`.
+        (Bolt fills listener arguments by name, so per-button data is bound here, not as a parameter.)"""
+        async def listener(ack, body, action, respond) -> None:
             await ack()
             if incident := await button_incident(body, action, respond):
                 actor = await deps.access.actor(body["user"]["id"])
-                await _answer(respond, await deps.service.desk.choose_severity(actor, incident, choice))
-        return answer
+                await _answer(respond, await decide(deps.service.desk, actor, incident))
+        return listener
 
     for action_id, choice in SEVERITY.items():
-        app.action(action_id.value)(severity(choice))
-
-    @app.action(ActionId.ESCALATE.value)
-    async def escalate(ack, body, action, respond) -> None:
-        await ack()
-        if incident := await button_incident(body, action, respond):
-            actor = await deps.access.actor(body["user"]["id"])
-            await _answer(respond, await deps.service.desk.escalate(actor, incident))
-
-    @app.action(ActionId.RESOLVE.value)
-    async def resolve(ack, body, action, respond) -> None:
-        await ack()
-        if incident := await button_incident(body, action, respond):
-            actor = await deps.access.actor(body["user"]["id"])
-            await _answer(respond, await deps.service.desk.resolve(actor, incident))
+        app.action(action_id.value)(desk_button(
+            lambda desk, actor, incident, choice=choice: desk.choose_severity(actor, incident, choice)))
+    app.action(ActionId.ESCALATE.value)(desk_button(lambda desk, actor, incident: desk.escalate(actor, incident)))
+    app.action(ActionId.RESOLVE.value)(desk_button(lambda desk, actor, incident: desk.resolve(actor, incident)))
 
     @app.action(ActionId.START_FULL.value)
     async def start(ack, body, action, respond) -> None:
