@@ -160,11 +160,19 @@ def _check_ids(value: list[str]) -> list[str]:
     return value
 
 
+class LocalConfig(_Strict):
+    """`[local]`: how `rollback-bot local` shows the configured people in its browser workspace."""
+
+    users: dict[str, str] = Field(default_factory=dict)  # user id -> display name
+    usergroups: dict[str, list[str]] = Field(default_factory=dict)  # usergroup id -> member user ids
+
+
 class Settings(_Strict):
     """The whole configuration file, with paths resolved."""
 
     bot: BotConfig
     environments: dict[str, Environment] = Field(min_length=1)
+    local: LocalConfig = Field(default_factory=LocalConfig)
     config_path: Path = Path("rollback-bot.toml")
 
     @property

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
+
+import psycopg
+from pydantic import SecretStr
 
 from actions.config import ConfigError, Settings, load_settings
 from actions.store import Store
 from bot.credentials import CredentialsError, load_credentials
+
+DEMO_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +30,23 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address to bind (default 127.0.0.1)")
 
+    local = sub.add_parser("local", help="the bot plus a Slack-like workspace in the browser (no Slack app needed)")
+    local.add_argument("--config", default=None, help="the TOML configuration file (default: the demo's)")
+    local.add_argument("--port", type=int, default=3000, help="the workspace's port (default 3000)")
+    local.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    local.add_argument("--demo", action="store_true", help="set up the demo first (same as `rollback-bot demo`)")
+
+    demo = sub.add_parser("demo", help="a broken CRM database, its backup and a stand-in app; then the local workspace")
+    demo.add_argument("--clean", action="store_true", help="remove everything the demo created")
+    demo.add_argument("--state", default="rollback-demo", help="the demo's folder (default ./rollback-demo)")
+    demo.add_argument("--admin-dsn", default=os.environ.get("ROLLBACK_DEMO_ADMIN_DSN", DEMO_ADMIN_DSN),
+                      help=f"a PostgreSQL superuser DSN (default {DEMO_ADMIN_DSN} or $ROLLBACK_DEMO_ADMIN_DSN)")
+    demo.add_argument("--db", default="rollback_demo", help="the demo database's name (default rollback_demo)")
+    demo.add_argument("--rows", type=int, default=300_000, help="about how many rows (default 300000)")
+    demo.add_argument("--port", type=int, default=3000, help="the workspace's port (default 3000)")
+    demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    demo.add_argument("--setup-only", action="store_true", help="set up, print, and exit without serving")
+
     audit = sub.add_parser("audit", help="print the audit trail")
     audit.add_argument("--config", required=True)
     audit.add_argument("--incident", help="only this incident (INC-…)")
@@ -33,10 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--json", action="store_true")
 
     args = parser.parse_args(argv)
+    if args.command == "demo" or (args.command == "local" and (args.demo or args.config is None)):
+        return _demo(args)
     try:
         settings = load_settings(args.config)
         if args.command == "serve":
             return _serve(settings, args)
+        if args.command == "local":
+            return _local(settings, args)
     except (ConfigError, CredentialsError) as problem:
         print(f"rollback-bot: {problem}", file=sys.stderr)
         return 2
@@ -57,6 +85,43 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     runtime = BotRuntime(settings, credentials, socket_mode=not args.http)
     asyncio.run(run_until_stopped(runtime, http=args.http, host=args.host, port=args.port))
     return 0
+
+
+def _local(settings: Settings, args: argparse.Namespace, hint: str = "") -> int:
+    from bot.app import redactor_for
+    from bot.credentials import SlackCredentials
+    from bot.local import run_local
+    from bot.logs import configure_logging
+
+    configure_logging(redactor_for(settings, SlackCredentials(SecretStr("xoxb-"), None, None, "")))
+    asyncio.run(run_local(settings, port=args.port, open_browser=not args.no_browser, hint=hint))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from demo.sandbox import DemoSpec, clean_demo, create_demo
+
+    spec = DemoSpec(state=Path(getattr(args, "state", "rollback-demo")),
+                    admin_dsn=getattr(args, "admin_dsn", DEMO_ADMIN_DSN), dbname=getattr(args, "db", "rollback_demo"),
+                    rows=getattr(args, "rows", 300_000))
+    try:
+        if getattr(args, "clean", False):
+            removed = asyncio.run(clean_demo(spec))
+            print("\n".join(removed) if removed else "nothing to remove: no demo here")
+            return 0
+        print(f"Preparing the demo in {spec.state.resolve()} …", flush=True)
+        summary = asyncio.run(create_demo(spec))
+    except (psycopg.OperationalError, RuntimeError) as problem:
+        print(f"rollback-bot: demo: {str(problem).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print("\n".join(f"  {line}" for line in summary.lines))
+    print("Remove everything the demo made with: rollback-bot demo --clean" + (
+        f" --state {args.state}" if getattr(args, "state", "rollback-demo") != "rollback-demo" else ""))
+    if getattr(args, "setup_only", False):
+        return 0
+    hint = ("Try it: as olivia (operator) type  /rollback full demo  — then switch to alice (approver) and press "
+            "Approve. Ctrl-C stops the workspace.")
+    return _local(load_settings(spec.config), args, hint)
 
 
 def _audit(store: Store, args: argparse.Namespace) -> int:

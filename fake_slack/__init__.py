@@ -9,6 +9,9 @@ plays Slack's side towards the bot: signed slash commands, button clicks, respon
         reply = await fake.send_command("U1", "full staging")
         msg = await fake.wait_for_message("C0INCIDENTS", "Approval needed")
         await fake.click("U2", msg, "approval-approve")
+
+``FakeSlack(..., ui=True)`` also serves a Slack-like page at ``fake.base_url`` (see ``ui_routes``):
+a local workspace in the browser where people can try the bot without a Slack app.
 """
 
 from .outgoing import BotReply, SentRequest

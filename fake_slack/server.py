@@ -10,6 +10,7 @@ from aiohttp import web
 from . import api_files, responses
 from .outgoing import BotReply, Outgoing, SentRequest
 from .state import ApiCall, Channel, Ephemeral, File, Message, ResponsePost, User, View, Workspace, ts_key
+from .ui_routes import WorkspaceUI
 from .webapi import WebApi
 
 
@@ -17,10 +18,11 @@ class FakeSlack:
     """A stateful fake of Slack on localhost: Web API for the bot, signed requests to the bot.
 
     Seeded with team T0001, channel C0INCIDENTS "incidents" and the bot user U0BOT/B0001.
+    ``ui=True`` also serves the workspace as a Slack-like page at ``base_url`` (see ui_routes).
     """
 
     def __init__(self, signing_secret: str, bot_token: str = "xoxb-fake", bot_url: str | None = None,
-                 *, ack_timeout: float = 10.0) -> None:
+                 *, ack_timeout: float = 10.0, ui: bool = False) -> None:
         self.workspace = Workspace()
         self.signing_secret = signing_secret
         self.bot_token = bot_token
@@ -31,6 +33,7 @@ class FakeSlack:
         self.port: int | None = None
         self._changed = asyncio.Event()
         self.workspace.listeners.append(self._on_change)
+        self.ui = WorkspaceUI(self) if ui else None
         self.workspace.users["U0BOT"] = User(id="U0BOT", name="rollback-bot", real_name="Rollback Bot", is_bot=True)
         self.add_channel("C0INCIDENTS", "incidents")
 
@@ -54,6 +57,8 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", upload)
         app.router.add_get("/files/{file_id}", download)
         app.router.add_post("/response/{hook_id}", respond)
+        if self.ui is not None:
+            self.ui.mount(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -66,6 +71,8 @@ class FakeSlack:
     async def stop(self) -> None:
         """Close the outgoing client and the server."""
         await self.outgoing.close()
+        if self.ui is not None:
+            await self.ui.close()  # end the page's event streams, or they would hold the server
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -117,9 +124,11 @@ class FakeSlack:
         ws.changed()
         return chan
 
-    def add_usergroup(self, id: str, users: Iterable[str]) -> None:
-        """Add a user group (``S…`` id) with these members."""
+    def add_usergroup(self, id: str, users: Iterable[str], handle: str | None = None) -> None:
+        """Add a user group (``S…`` id) with these members; ``handle`` (e.g. "dbas") is what the page shows."""
         self.workspace.usergroups[id] = list(users)
+        if handle:
+            self.workspace.usergroup_handles[id] = handle
         self.workspace.changed()
 
     def post_message(self, channel: str, text: str, user: str, blocks: list | None = None,

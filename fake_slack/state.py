@@ -225,6 +225,7 @@ class Workspace:
         self.base_url = ""  # set by the server once it listens
         self.users: dict[str, User] = {}
         self.usergroups: dict[str, list[str]] = {}
+        self.usergroup_handles: dict[str, str] = {}  # S… id -> handle shown by the page
         self.channels: dict[str, Channel] = {}
         self.messages: dict[str, list[Message]] = {}  # per channel, ts order, replies included
         self.deleted: list[Message] = []

@@ -1,0 +1,357 @@
+"""The fake's local workspace (``FakeSlack(..., ui=True)``) over real HTTP: what each person sees,
+and what they do reaching a tiny signature-checking bot exactly as Slack's requests would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import aiohttp
+import pytest
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from fake_slack import FakeSlack
+
+SECRET = "workspace-ui-secret"
+TOKEN = "xoxb-workspace-ui"
+ALICE, BOB = "U0ALICE", "U0BOB"
+CHANNEL = "C0INCIDENTS"
+SHARED = Path(__file__).parent / "slack_wire"
+
+
+def plain(text: str) -> dict:
+    return {"type": "plain_text", "text": text}
+
+
+def option(value: str, text: str) -> dict:
+    return {"text": plain(text), "value": value}
+
+
+CARD = [
+    {"type": "header", "text": plain("Rollback plan")},
+    {"type": "section", "text": {"type": "mrkdwn", "text": "*Staging* for <@U0ALICE> in <#C0INCIDENTS>"},
+     "fields": [{"type": "mrkdwn", "text": "*Backup*\nnightly"}, {"type": "mrkdwn", "text": "*Size*\n2 GB"}],
+     "accessory": {"type": "button", "action_id": "details", "text": plain("Details"), "value": "d"}},
+    {"type": "context", "elements": [{"type": "mrkdwn", "text": "Approvers: <!subteam^S0DBAS>"}]},
+    {"type": "divider"},
+    {"type": "actions", "block_id": "decide", "elements": [
+        {"type": "button", "action_id": "open-modal", "style": "primary", "text": plain("Write report"), "value": "r"},
+        {"type": "button", "action_id": "approve", "style": "danger", "text": plain("Approve"), "value": '{"approval":"ap_01"}',
+         "confirm": {"title": plain("Roll back staging?"), "text": {"type": "mrkdwn", "text": "This *replaces* live."},
+                     "confirm": plain("Yes, roll back"), "deny": plain("Keep it"), "style": "danger"}}]},
+    {"type": "actions", "block_id": "checks", "elements": [
+        {"type": "checkboxes", "action_id": "tick", "initial_options": [option("b", "Notify")],
+         "options": [option("a", "Backup verified"), option("b", "Notify"), option("c", "Smoke tests")]}]},
+]
+MODAL = {"type": "modal", "callback_id": "report", "title": plain("Incident report"), "submit": plain("Save"),
+         "close": plain("Cancel"), "private_metadata": "{}",
+         "blocks": [{"type": "input", "block_id": "reason", "label": plain("Root cause"),
+                     "element": {"type": "plain_text_input", "action_id": "value", "multiline": True,
+                                 "placeholder": plain("What caused it?")}}]}
+
+
+class TinyBot:
+    """A stand-in app: checks Slack's signature like Bolt, records what arrives, answers like a bot.
+
+    ``/demo card|file|thread|modal|eph|fail|<anything>``; clicks ``open-modal``, ``approve``,
+    ``tick``, ``dismiss``; a modal submitted with "bad" is refused with an error.
+    """
+
+    def __init__(self, fake: FakeSlack) -> None:
+        self.fake = fake
+        self.verifier = SignatureVerifier(SECRET)
+        self.received: list[dict] = []  # command forms and interactivity payloads, in order
+        self.client = AsyncWebClient(token=TOKEN, base_url=fake.api_url)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> TinyBot:
+        app = web.Application()
+        app.router.add_post("/slack/events", self.handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.fake.bot_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/slack/events"
+        return self
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    def last(self, kind: str) -> dict:
+        return next(r for r in reversed(self.received) if r.get("type", "command") == kind)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if not self.verifier.is_valid_request(raw, dict(request.headers)):
+            return web.Response(status=401, text="invalid signature")
+        fields = dict(parse_qsl(raw.decode()))
+        if "payload" not in fields:
+            self.received.append(fields)
+            return await self.command(fields)
+        payload = json.loads(fields["payload"])
+        self.received.append(payload)
+        if payload["type"] == "view_submission":
+            reason = payload["view"]["state"]["values"]["reason"]["value"]["value"] or ""
+            if reason == "bad":
+                return web.json_response({"response_action": "errors", "errors": {"reason": "Give a real cause"}})
+            await self.client.chat_postMessage(channel=CHANNEL, text=f"Saved: {reason}")
+            return web.Response()
+        action, chan = payload["actions"][0], payload["channel"]["id"]
+        if action["action_id"] == "open-modal":
+            await self.client.views_open(trigger_id=payload["trigger_id"], view=MODAL)
+        elif action["action_id"] == "approve":
+            await self.client.chat_postMessage(channel=chan, text=f"Approved by <@{payload['user']['id']}>")
+        elif action["action_id"] == "tick":
+            blocks = json.loads(json.dumps(payload["message"]["blocks"]))
+            element = blocks[-1]["elements"][0]
+            element["initial_options"] = action["selected_options"]
+            await self.client.chat_update(channel=chan, ts=payload["container"]["message_ts"], text="card", blocks=blocks)
+        return web.Response()
+
+    async def command(self, form: dict) -> web.Response:
+        chan, user, text = form["channel_id"], form["user_id"], form["text"]
+        if text == "card":
+            await self.client.chat_postMessage(channel=chan, text="Rollback plan", blocks=CARD)
+        elif text == "file":
+            await self.client.files_upload_v2(channel=chan, filename="report.md", title="Incident report",
+                                              content="# Report\n\nRoot cause: *migration 7*\n")
+        elif text == "thread":
+            parent = await self.client.chat_postMessage(channel=chan, text="Status thread")
+            await self.client.chat_postMessage(channel=chan, thread_ts=parent["ts"], text="First reply")
+        elif text == "modal":
+            await self.client.views_open(trigger_id=form["trigger_id"], view=MODAL)
+            return web.Response()
+        elif text == "eph":
+            await self.client.chat_postEphemeral(channel=chan, user=user, text="Private note", blocks=[
+                {"type": "section", "text": {"type": "mrkdwn", "text": "Private note"}},
+                {"type": "actions", "elements": [{"type": "button", "action_id": "dismiss", "text": plain("Dismiss")}]}])
+            return web.Response()
+        elif text == "fail":
+            return web.Response(status=500, text="boom")
+        return web.json_response({"text": f"Hi <@{user}>, you said: {text}"})
+
+
+@asynccontextmanager
+async def workspace():
+    """A started ``FakeSlack(ui=True)`` with Alice and Bob, and the tiny bot wired to it."""
+    async with FakeSlack(SECRET, bot_token=TOKEN, ui=True) as fake:
+        fake.add_user(ALICE, "alice", "Alice Archer")
+        fake.add_user(BOB, "bob", "Bob Baker")
+        fake.add_usergroup("S0DBAS", [ALICE], handle="dbas")
+        bot = await TinyBot(fake).start()
+        try:
+            yield fake, bot
+        finally:
+            await bot.stop()
+
+
+@pytest.fixture
+async def ws():
+    async with workspace() as pair, aiohttp.ClientSession() as http:
+        yield (*pair, http)
+
+
+async def call(http: aiohttp.ClientSession, fake: FakeSlack, path: str, body=None, **query) -> tuple[int, dict]:
+    url = fake.base_url + path
+    if body is None:
+        async with http.get(url, params=query) as resp:
+            return resp.status, await resp.json()
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    async with http.post(url, data=data, headers={"Content-Type": "application/json"}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_page_and_assets_are_served(ws):
+    fake, _, http = ws
+    async with http.get(fake.base_url + "/") as resp:
+        page = await resp.text()
+        assert resp.status == 200 and resp.content_type == "text/html"
+        assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert 'id="composer"' in page and 'id="user"' in page and "/ui/static/app.js" in page
+    assert "http" not in page.replace("http-equiv", "")  # nothing loaded from elsewhere
+    async with http.get(fake.base_url + "/ui/static/app.js") as resp:
+        assert resp.status == 200 and resp.content_type == "application/javascript"
+    async with http.get(fake.base_url + "/ui/static/app.css") as resp:
+        assert resp.status == 200 and resp.content_type == "text/css"
+    async with http.get(fake.base_url + "/ui/static/secrets.py") as resp:
+        assert resp.status == 404
+    async with FakeSlack(SECRET) as plain_fake, http.get(plain_fake.base_url + "/") as resp:
+        assert resp.status == 404  # no page unless ui=True
+
+
+async def test_state_shows_each_person_only_their_own(ws):
+    fake, _, http = ws
+    fake.add_channel("C0SECRET", "secret", members=[ALICE], is_private=True)
+    status, answer = await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "/demo hello"})
+    assert status == 200 and answer["status"] == 200 and answer["acked"]
+    await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "/demo modal"})
+    await call(http, fake, "/ui/command", {"user": BOB, "channel": "D0BOB", "text": "psst, bot"})
+
+    _, alice = await call(http, fake, "/ui/state", user=ALICE)
+    _, bob = await call(http, fake, "/ui/state", user=BOB)
+    assert alice["me"]["id"] == ALICE and alice["team"]["name"] == "Example"
+    assert {"id": BOB, "name": "bob", "real_name": "Bob Baker", "is_bot": False} in alice["users"]
+    assert [c["id"] for c in alice["channels"]] == [CHANNEL, "C0SECRET", "D0ALICE"]
+    assert [c["id"] for c in bob["channels"]] == [CHANNEL, "D0BOB"]  # no private channel, no other DM
+    assert [e["text"] for e in alice["ephemerals"]] == ["Hi <@U0ALICE>, you said: hello"]
+    assert alice["ephemerals"][0]["channel"] == CHANNEL and bob["ephemerals"] == []
+    assert [v["title"]["text"] for v in alice["views"]] == ["Incident report"] and bob["views"] == []
+    dm = next(c for c in bob["channels"] if c["id"] == "D0BOB")
+    assert dm["is_im"] and dm["name"] == "Rollback Bot" and dm["messages"][0]["text"] == "psst, bot"
+    assert alice["version"] <= bob["version"]
+    _, default = await call(http, fake, "/ui/state")
+    assert default["me"]["id"] == ALICE  # no user given: the first person
+
+
+async def test_messages_threads_and_files_in_state(ws):
+    fake, _, http = ws
+    for text in ("thread", "file", "card"):
+        _, answer = await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": f"/demo {text}"})
+        assert answer["status"] == 200, answer
+    await call(http, fake, "/ui/command", {"user": BOB, "channel": CHANNEL, "text": "thanks @alice, see #incidents <3"})
+    _, state = await call(http, fake, "/ui/state", user=BOB)
+    chan = state["channels"][0]
+    parent, upload, card, human = chan["messages"]
+    assert parent["text"] == "Status thread" and parent["reply_count"] == 1 and parent["thread_ts"] == parent["ts"]
+    assert [r["text"] for r in chan["threads"][parent["ts"]]] == ["First reply"]
+    assert upload["files"][0] | {"id": None} == {"id": None, "name": "report.md", "title": "Incident report",
+                                                 "size": 36, "mimetype": "text/markdown",
+                                                 "url": f"/files/{upload['files'][0]['id']}"}
+    async with http.get(fake.base_url + upload["files"][0]["url"]) as resp:
+        assert (await resp.text()).startswith("# Report")
+    assert card["is_bot"] and card["user_name"] == "Rollback Bot" and card["blocks"][0]["type"] == "header"
+    assert human["user"] == BOB and not human["is_bot"] and not human["edited"]
+    assert human["text"] == "thanks <@U0ALICE>, see <#C0INCIDENTS|incidents> &lt;3"  # as Slack stores typing
+    assert fake.messages(CHANNEL)[-1].user == BOB
+
+
+async def test_commands_reach_the_bot_signed_and_failures_are_reported(ws):
+    fake, bot, http = ws
+    status, answer = await call(http, fake, "/ui/command", {"user": BOB, "channel": CHANNEL, "text": "/demo  full staging "})
+    assert status == 200 and answer["kind"] == "command" and answer["command"] == "/demo" and answer["status"] == 200
+    form = bot.last("command")
+    assert form["command"] == "/demo" and form["text"] == "full staging" and form["user_id"] == BOB
+    assert form["channel_id"] == CHANNEL and form["user_name"] == "bob"
+    assert set(dict(parse_qsl((SHARED / "slash_command.form").read_text().strip()))) <= set(form)
+    assert SignatureVerifier(SECRET).is_valid_request(fake.last_request.body, fake.last_request.headers)
+    status, answer = await call(http, fake, "/ui/command", {"user": BOB, "channel": CHANNEL, "text": "/demo fail"})
+    assert status == 200 and answer["status"] == 500 and not answer["acked"]
+
+
+async def test_clicks_on_messages_and_ephemerals_are_shaped_like_slack(ws):
+    fake, bot, http = ws
+    await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "/demo card"})
+    card = fake.messages(CHANNEL)[-1]
+    status, answer = await call(http, fake, "/ui/action", {"user": BOB, "channel": CHANNEL, "ts": card.ts, "action_id": "approve"})
+    assert status == 200 and answer["status"] == 200
+    payload = bot.last("block_actions")
+    assert set(json.loads((SHARED / "block_actions.json").read_text())) <= set(payload)
+    assert payload["user"]["id"] == BOB and payload["message"]["ts"] == card.ts and payload["container"]["is_ephemeral"] is False
+    assert payload["actions"][0] | {"action_ts": None} == {
+        "action_id": "approve", "block_id": "decide", "type": "button", "style": "danger", "text": plain("Approve"),
+        "value": '{"approval":"ap_01"}', "action_ts": None}
+    await fake.wait_for_message(CHANNEL, "Approved by <@U0BOB>")
+
+    await call(http, fake, "/ui/action", {"user": BOB, "channel": CHANNEL, "ts": card.ts, "action_id": "tick", "selected": ["a", "c"]})
+    action = bot.last("block_actions")["actions"][0]
+    assert action["type"] == "checkboxes" and [o["value"] for o in action["selected_options"]] == ["a", "c"]
+    assert "value" not in action and card.edited  # the bot redrew the card with the new ticks
+
+    await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "/demo eph"})
+    eph = fake.ephemerals(ALICE)[-1]
+    status, answer = await call(http, fake, "/ui/action", {"user": BOB, "channel": CHANNEL, "ts": eph.ts, "action_id": "dismiss"})
+    assert status == 400 and "unknown message" in answer["error"]  # Bob never saw Alice's ephemeral
+    status, answer = await call(http, fake, "/ui/action", {"user": ALICE, "channel": CHANNEL, "ts": eph.ts, "action_id": "dismiss"})
+    assert status == 200 and bot.last("block_actions")["container"] == {
+        "type": "message", "message_ts": eph.ts, "channel_id": CHANNEL, "is_ephemeral": True}
+
+
+async def test_modal_round_trip_with_errors_and_close(ws):
+    fake, bot, http = ws
+    await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "/demo modal"})
+    _, state = await call(http, fake, "/ui/state", user=ALICE)
+    view = state["views"][0]
+    assert view["submit"]["text"] == "Save" and view["blocks"][0]["element"]["multiline"]
+    status, answer = await call(http, fake, "/ui/view", {"user": BOB, "view_id": view["id"], "values": {"reason": "x"}})
+    assert status == 400 and "unknown view" in answer["error"]
+    status, answer = await call(http, fake, "/ui/view", {"user": ALICE, "view_id": view["id"], "values": {"reason": "bad"}})
+    assert status == 200 and answer["response_action"] == "errors" and answer["errors"] == {"reason": "Give a real cause"}
+    assert not answer["closed"] and fake.views
+    status, answer = await call(http, fake, "/ui/view", {"user": ALICE, "view_id": view["id"], "values": {"reason": "Migration 7"}})
+    assert answer == {"ok": True, "status": 200, "acked": True, "elapsed_ms": answer["elapsed_ms"],
+                      "response_action": None, "errors": {}, "closed": True}
+    submitted = bot.last("view_submission")
+    assert submitted["view"]["state"]["values"] == {"reason": {"value": {"type": "plain_text_input", "value": "Migration 7"}}}
+    await fake.wait_for_message(CHANNEL, "Saved: Migration 7")
+
+    await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "/demo modal"})
+    status, answer = await call(http, fake, "/ui/view/close", {"user": ALICE, "view_id": fake.views[0].id})
+    assert status == 200 and answer["closed"] and not fake.views
+
+
+async def test_events_stream_a_version_bump_per_change_and_end_at_stop():
+    async with workspace() as (fake, _), aiohttp.ClientSession() as http:
+        fake.ui.keepalive = 0.2
+        resp = await http.get(fake.base_url + "/ui/events")
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+
+        async def next_event() -> str:
+            lines = []
+            while (line := (await asyncio.wait_for(resp.content.readline(), 5)).decode()) != "\n":
+                lines.append(line.strip())
+            return "\n".join(lines)
+
+        first = await next_event()
+        start = json.loads(first.rsplit("data: ", 1)[1])["version"]
+        assert start == fake.workspace.version
+        fake.post_message(CHANNEL, "something happened", ALICE)
+        bumped = json.loads((await next_event()).removeprefix("data: "))["version"]
+        assert bumped > start
+        assert await next_event() == ": keepalive"  # nothing changed for a while
+
+        began = time.monotonic()
+        await fake.stop()  # an open stream must not hold the server
+        assert time.monotonic() - began < 1.0
+        assert await asyncio.wait_for(resp.content.read(), 2) == b""
+        resp.release()
+
+
+async def test_bad_input_answers_400_with_a_reason(ws):
+    fake, _, http = ws
+    status, answer = await call(http, fake, "/ui/state", user="U0NOBODY")
+    assert status == 400 and "unknown user 'U0NOBODY'" in answer["error"]
+    cases = [
+        ("/ui/command", {"user": "U0NOBODY", "channel": CHANNEL, "text": "hi"}, "unknown user"),
+        ("/ui/command", {"channel": CHANNEL, "text": "hi"}, "missing field: user"),
+        ("/ui/command", {"user": "U0BOT", "channel": CHANNEL, "text": "hi"}, "is the bot"),
+        ("/ui/command", {"user": ALICE, "channel": "C0NOPE", "text": "hi"}, "unknown channel"),
+        ("/ui/command", {"user": ALICE, "channel": "D0BOB", "text": "hi"}, "unknown channel"),
+        ("/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "  "}, "text is empty"),
+        ("/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "hi", "thread_ts": "1.2"}, "unknown thread"),
+        ("/ui/action", {"user": ALICE, "channel": CHANNEL, "ts": "1.000001", "action_id": "x"}, "unknown message"),
+        ("/ui/view", {"user": ALICE, "view_id": "V0NOPE", "values": {}}, "unknown view"),
+        ("/ui/view/close", {"user": ALICE, "view_id": "V0NOPE"}, "unknown view"),
+        ("/ui/command", b"{not json", "must be JSON"),
+        ("/ui/command", [1, 2], "JSON object"),
+    ]
+    for path, body, reason in cases:
+        status, answer = await call(http, fake, path, body)
+        assert status == 400 and answer["ok"] is False and reason in answer["error"], (path, body, answer)
+
+    fake.post_message(CHANNEL, "plain", ALICE)
+    ts = fake.messages(CHANNEL)[-1].ts
+    status, answer = await call(http, fake, "/ui/action", {"user": ALICE, "channel": CHANNEL, "ts": ts, "action_id": "x"})
+    assert status == 400 and "no element with action_id 'x'" in answer["error"]
+
+    fake.bot_url = "http://127.0.0.1:9/slack/events"  # nothing listens there
+    status, answer = await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "/demo hi"})
+    assert status == 400 and "not reachable" in answer["error"]
+    fake.bot_url = None
+    status, answer = await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "/demo hi"})
+    assert status == 400 and "bot_url is not set" in answer["error"]
