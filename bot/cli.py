@@ -99,7 +99,7 @@ def _local(settings: Settings, args: argparse.Namespace, hint: str = "") -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from demo.sandbox import DemoSpec, clean_demo, create_demo
+    from demo.sandbox import DemoSpec, clean_demo, create_demo, stop_standin
 
     spec = DemoSpec(state=Path(getattr(args, "state", "rollback-demo")),
                     admin_dsn=getattr(args, "admin_dsn", DEMO_ADMIN_DSN), dbname=getattr(args, "db", "rollback_demo"),
@@ -121,7 +121,10 @@ def _demo(args: argparse.Namespace) -> int:
         return 0
     hint = ("Try it: as olivia (operator) type  /rollback full demo  — then switch to alice (approver) and press "
             "Approve. Ctrl-C stops the workspace.")
-    return _local(load_settings(spec.config), args, hint)
+    try:
+        return _local(load_settings(spec.config), args, hint)
+    finally:
+        asyncio.run(stop_standin(spec))
 
 
 def _audit(store: Store, args: argparse.Namespace) -> int:

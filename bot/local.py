@@ -44,6 +44,7 @@ async def start_workspace(settings: Settings, port: int) -> tuple[FakeSlack, Bot
                                    SecretStr(secrets.token_hex(16)), None, "")
     workspace = FakeSlack(credentials.signing_secret.get_secret_value(),
                           bot_token=credentials.bot_token.get_secret_value(), ui=True)
+    workspace.workspace.team_name = "rollback-bot · local"
     for user, name in people(settings).items():
         workspace.add_user(user, name)
     for group, members in settings.local.usergroups.items():

@@ -105,6 +105,12 @@ async def clean_demo(spec: DemoSpec) -> list[str]:
     return removed
 
 
+async def stop_standin(spec: DemoSpec) -> None:
+    """Stop the demo's stand-in app (when the workspace stops); `create_demo` starts it again."""
+    if (spec.state / "standin.json").exists():
+        await _standin("stop", spec.state.resolve())
+
+
 async def _standin(action: str, state: Path) -> None:
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "demo.standin", action, "--state", str(state),
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

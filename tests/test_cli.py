@@ -147,3 +147,32 @@ async def test_audit_and_status_print_what_happened(harness: Harness):
 
     code, _, err = await run_cli("audit", "--config", cfg, "--incident", "INC-19990101-0001")
     assert code == 1 and "no audit events" in err
+
+
+async def test_local_serves_the_workspace_with_the_configs_people(tmp_path):
+    text = MINIMAL + '\n[local.users]\nU0OPS1 = "olivia (operator)"\n'
+    path = config(tmp_path, text)
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(BIN, "local", "--config", str(path), "--port", str(port), "--no-browser",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                env={**os.environ, **{k: "" for k in no_slack_env()}})
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line.strip() == f"Local workspace: http://127.0.0.1:{port}/"
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
+            async with http.get("/") as page:
+                assert page.status == 200 and "<html" in (await page.text()).lower()
+            async with http.get("/ui/state", params={"user": "U0OPS1"}) as answer:
+                state = await answer.json()
+            names = {user["id"]: user["name"] for user in state["users"]}
+            assert names["U0OPS1"] == "olivia (operator)" and "U0DBA1" in names
+            async with http.post("/ui/command", json={"user": "U0OPS1", "channel": "C0INCIDENTS",
+                                                      "text": "/rollback help"}) as answer:
+                assert (await answer.json())["status"] == 200
+            async with http.get("/ui/state", params={"user": "U0OPS1"}) as answer:
+                ephemerals = (await answer.json())["ephemerals"]
+            assert any("/rollback full <env>" in e["text"] for e in ephemerals)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0

@@ -75,6 +75,7 @@ async def test_demo_in_the_browser_from_command_to_resolved(tmp_path):
             await dialog.get_by_role("button", name="Approve", exact=True).click()
             await expect(page.get_by_text("INCIDENT RESOLVED").first).to_be_visible(timeout=90_000)
             await expect(page.get_by_text("Approved by").first).to_be_visible()
+            await page.get_by_text("INCIDENT RESOLVED").first.evaluate("e => e.scrollIntoView({block: 'center'})")
             await page.screenshot(path=str(tmp_path / "workspace.png"), full_page=False)
             if SCREENSHOT:
                 await page.screenshot(path=SCREENSHOT, full_page=False)
