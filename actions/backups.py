@@ -37,21 +37,30 @@ def backup_name(env: Environment) -> str:
     return env.backup_name.format(env=env.name)
 
 
+def all_backups(env: Environment) -> list[BackupFile]:
+    """Every `<backup_dir>/*/<name>`, newest first by modification time (the runbook's `ls -t`)."""
+    if not env.backup_dir.is_dir():
+        return []
+    files = []
+    for path in env.backup_dir.glob(f"*/{backup_name(env)}"):
+        if path.is_file():
+            stat = path.stat()
+            files.append(BackupFile(path, datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size))
+    return sorted(files, key=lambda b: (b.created, b.path.as_posix()), reverse=True)
+
+
 def newest_backup(env: Environment) -> BackupFile:
-    """The most recent `<backup_dir>/*/<name>` by modification time (the runbook's `ls -t | head -1`)."""
-    name = backup_name(env)
+    """The most recent backup (the runbook's `ls -t | head -1`), or BackupProblem saying why none."""
     if not env.backup_dir.is_dir():
         raise BackupProblem(f"No backup found: the backup folder {env.backup_dir} does not exist. "
                             f"Check `backup_dir` for {env.name} in the config.")
-    candidates = [p for p in env.backup_dir.glob(f"*/{name}") if p.is_file()]
-    if not candidates:
-        raise BackupProblem(f"No backup found: no {env.backup_dir}/*/{name}. Without a backup there is "
-                            "nothing to roll back to; take one (pg_dump -Fc) or check `backup_dir`.")
-    newest = max(candidates, key=lambda p: (p.stat().st_mtime, p.as_posix()))
-    stat = newest.stat()
-    if stat.st_size == 0:
-        raise BackupProblem(f"The newest backup {newest} is empty (0 bytes): it cannot be restored.")
-    return BackupFile(newest, datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size)
+    backups = all_backups(env)
+    if not backups:
+        raise BackupProblem(f"No backup found: no {env.backup_dir}/*/{backup_name(env)}. Without a backup there is "
+                            f"nothing to roll back to; take one (`/rollback backup {env.name}`) or check `backup_dir`.")
+    if backups[0].size == 0:
+        raise BackupProblem(f"The newest backup {backups[0].path} is empty (0 bytes): it cannot be restored.")
+    return backups[0]
 
 
 async def read_toc(backup: BackupFile) -> Toc:

@@ -69,8 +69,12 @@ class Environment(_Strict):
     restore_jobs: int = Field(2, ge=1, le=64)
     maintenance_db: str = "postgres"
     command_timeout_seconds: float = Field(300.0, gt=0)
+    keep_backups: int = Field(7, ge=1)  # older backups are listed by /rollback backup, never deleted silently
+    migrations_dir: Path | None = None  # for /rollback rerun: the migration files (*.sql)
+    deploy: list[list[str]] = Field(default_factory=list)  # for /rollback app: argv lists, "{ref}" substituted
+    previous_release: list[str] | None = None  # argv printing the previous release (last line), for /rollback app
 
-    @field_validator("stop", "start")
+    @field_validator("stop", "start", "deploy")
     @classmethod
     def _argv_lists(cls, value: list[list[str]]) -> list[list[str]]:
         for argv in value:
@@ -245,7 +249,8 @@ def _resolved(settings: Settings, base: Path) -> Settings:
         "logs_dir": absolute(settings.bot.logs_dir),
     })
     environments = {
-        name: env.model_copy(update={"name": name, "backup_dir": absolute(env.backup_dir)})
+        name: env.model_copy(update={"name": name, "backup_dir": absolute(env.backup_dir),
+                                     "migrations_dir": absolute(env.migrations_dir)})
         for name, env in settings.environments.items()
     }
     return settings.model_copy(update={"bot": bot, "environments": environments})

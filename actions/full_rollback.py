@@ -26,7 +26,8 @@ from actions.processes import run_process
 from actions.progress import RestoreProgress
 from actions.records import AlertStatus, IncidentStatus, RunState
 from actions.report import write_report
-from actions.verify import verify_restored
+from actions.manifest import load_manifest
+from actions.verify import check_against_manifest, verify_restored
 
 DISK_MARGIN = 1.1  # the restored copy may be larger than the live database (rows the migration deleted)
 
@@ -137,13 +138,16 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
 
 async def verify(ctx: RunContext) -> StepOutcome:
     _, aside, _ = names(ctx)
-    toc = await read_toc(_backup(ctx))
+    backup = _backup(ctx)
+    toc = await read_toc(backup)
+    manifest = await asyncio.to_thread(load_manifest, backup.path)
     async with await pg.connect(ctx.environment, aside) as conn:
         result = await verify_restored(conn, toc)
-    if not result.ok:
-        shown = ", ".join(result.missing[:8]) + (f" and {len(result.missing) - 8} more" if len(result.missing) > 8 else "")
-        raise StepFailed(f"the restored copy lacks {len(result.missing)} object(s) of the backup: {shown}")
-    return StepOutcome(f"pg_restore reported no errors; {result.summary()}", {"row_counts": result.row_counts})
+        if not result.ok:
+            shown = ", ".join(result.missing[:8]) + (f" and {len(result.missing) - 8} more" if len(result.missing) > 8 else "")
+            raise StepFailed(f"the restored copy lacks {len(result.missing)} object(s) of the backup: {shown}")
+        checked = await check_against_manifest(conn, manifest) if manifest else "no manifest beside the backup"
+    return StepOutcome(f"pg_restore reported no errors; {result.summary()}; {checked}", {"row_counts": result.row_counts})
 
 
 def _backup(ctx: RunContext) -> BackupFile:

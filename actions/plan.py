@@ -141,3 +141,19 @@ class Plan:
 def new_approval_id() -> str:
     """An unguessable id: a button value cannot be forged to approve another run."""
     return "ap_" + secrets.token_urlsafe(12)
+
+
+async def no_arguments(env: Environment, args: tuple[str, ...]) -> str | None:
+    return f"unexpected words: {' '.join(args)}" if args else None
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """A verb's scenario: how to build its plan, how to check its arguments before anything opens."""
+
+    name: str
+    title: str
+    build: Callable[[Environment, tuple[str, ...]], Plan]
+    # A problem with the arguments, said to the user (nothing is opened), or None.
+    check_args: Callable[[Environment, tuple[str, ...]], Awaitable[str | None]] = no_arguments
+    level: int = 2  # the escalation level a run of it implies (runbook Part 2: partial failure)

@@ -30,6 +30,13 @@ class AlreadyRunning:
 
 
 @dataclass(frozen=True)
+class InvalidArguments:
+    """The verb's arguments do not fit (an unknown table, say); nothing was opened."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Started:
     incident: Incident
     run: Run
@@ -50,7 +57,7 @@ class ApprovalNotFound:
     approval_id: str
 
 
-StartResult = Started | AlreadyRunning | Refused | UnknownEnvironment
+StartResult = Started | AlreadyRunning | Refused | UnknownEnvironment | InvalidArguments
 DecideResult = Decided | AlreadyDecided | Refused | ApprovalNotFound
 
 

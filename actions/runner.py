@@ -23,7 +23,18 @@ from actions.events import (
 )
 from actions.plan import Outcome, Plan, RunContext, Step, StepFailed, new_approval_id
 from actions.progress import ProgressView, RestoreProgress
-from actions.records import Actor, Approval, ApprovalState, Incident, Role, Run, RunState, StepState
+from actions.records import (
+    Actor,
+    AlertStatus,
+    Approval,
+    ApprovalState,
+    Incident,
+    IncidentStatus,
+    Role,
+    Run,
+    RunState,
+    StepState,
+)
 from actions.redact import Redactor
 from actions.results import AlreadyDecided, ApprovalNotFound, Decided, DecideResult, Refused
 from actions.config import Settings
@@ -302,8 +313,10 @@ class Runner:
         run = await self.store.end_run(ctx.run.id, state, reason)
         await self.store.audit("bot", f"run.{state.value}", environment=run.environment, incident_id=ctx.incident.id,
                                run_id=run.id, reason=reason, live_state=outcome.live_state)
-        if state is not RunState.SUCCEEDED and ctx.incident.alert_status != "INVESTIGATING":
-            ctx.incident = await self.store.update_incident(ctx.incident.id, alert_status="INVESTIGATING")
+        current = await self.store.incident(ctx.incident.id)
+        if current.status is IncidentStatus.OPEN and current.alert_status is AlertStatus.ROLLING_BACK:
+            # Failed, denied, or a partial rollback done: people take it from here.
+            ctx.incident = await self.store.update_incident(ctx.incident.id, alert_status=AlertStatus.INVESTIGATING)
             self.emit(IncidentChanged(ctx.incident, run, bool(ctx.facts.get("app_stopped"))))
         incident = await self.store.incident(ctx.incident.id)
         self.emit(RunEnded(incident, run, tuple(await self.store.steps(run.id)), outcome, error_id))

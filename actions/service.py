@@ -6,19 +6,27 @@ resolved; every refusal is written to the audit trail before it is answered.
 
 from __future__ import annotations
 
-from actions import full_rollback
 from actions.config import Settings
 from actions.events import Emit, IncidentDeclared
 from actions.incidents import IncidentDesk
+from actions.inspection import backup_now, schema_diff
 from actions.plan import Plan
+from actions.plans import PLANS
 from actions.records import Actor, Incident, Role
 from actions.snapshot import Snapshot, take_snapshot
 from actions.redact import Redactor
-from actions.results import AlreadyRunning, DecideResult, Refused, StartResult, Started, UnknownEnvironment
+from actions.results import (
+    AlreadyRunning,
+    DecideResult,
+    InvalidArguments,
+    Refused,
+    StartResult,
+    Started,
+    UnknownEnvironment,
+)
 from actions.runner import Runner
 from actions.store import AsyncStore, Busy
 
-PLANS = {"full": full_rollback.build_plan}
 
 
 class RollbackService:
@@ -29,10 +37,10 @@ class RollbackService:
         self.runner = Runner(settings, store, emit, redactor)
         self.desk = IncidentDesk(settings, store, emit)
 
-    def plan(self, name: str, environment: str) -> Plan:
-        return PLANS[name](self.settings.environments[environment].stop_app)
+    def plan(self, name: str, environment: str, args: tuple[str, ...] = ()) -> Plan:
+        return PLANS[name].build(self.settings.environments[environment], tuple(args))
 
-    async def start(self, actor: Actor, plan_name: str, environment: str) -> StartResult:
+    async def start(self, actor: Actor, plan_name: str, environment: str, args: tuple[str, ...] = ()) -> StartResult:
         """Open a run of `plan_name` on `environment` and launch it, or say why not."""
         audit = {"environment": environment, "plan": plan_name}
         if environment not in self.settings.environments:
@@ -42,11 +50,17 @@ class RollbackService:
             await self.store.audit(actor.user_id, f"{plan_name}.refused", outcome="refused",
                                    reason="not an operator", **audit)
             return Refused("only operators may start a rollback", Role.OPERATOR, tuple(self.settings.bot.operators))
-        plan = self.plan(plan_name, environment)
+        spec = PLANS[plan_name]
+        problem = await spec.check_args(self.settings.environments[environment], tuple(args))
+        if problem:
+            await self.store.audit(actor.user_id, f"{plan_name}.invalid", outcome="refused", reason=problem,
+                                   args=list(args), **audit)
+            return InvalidArguments(problem)
+        plan = self.plan(plan_name, environment, args)
         try:
             incident, run, created = await self.store.open_run(
                 environment=environment, plan=plan_name, requested_by=actor.user_id,
-                channel=self.settings.bot.incident_channel,
+                channel=self.settings.bot.incident_channel, level=spec.level, facts={"args": list(args)},
                 steps=[(s.key, s.title, s.destructive) for s in plan.steps])
         except Busy as busy:
             await self.store.audit(actor.user_id, f"{plan_name}.busy", outcome="refused",
@@ -72,9 +86,28 @@ class RollbackService:
         await self.desk.write_report(incident.id)
         return incident
 
+    async def inspect(self, actor: Actor, verb: str, environment: str):
+        """`diff` and `backup`: responders only, audited; returns the result, a problem text, or a refusal."""
+        if environment not in self.settings.environments:
+            await self.store.audit(actor.user_id, f"{verb}.unknown_environment", outcome="refused", environment=environment)
+            return UnknownEnvironment(environment, tuple(self.settings.environments))
+        if not actor.responder:
+            await self.store.audit(actor.user_id, f"{verb}.refused", outcome="refused", environment=environment,
+                                   reason="not an operator or approver")
+            return Refused("only operators and approvers may do this", Role.OPERATOR,
+                           tuple(dict.fromkeys([*self.settings.bot.operators, *self.settings.bot.approvers])))
+        env = self.settings.environments[environment]
+        result = await (schema_diff(env) if verb == "diff" else backup_now(env))
+        detail = {"problem": result} if isinstance(result, str) else (
+            {"backup": str(result.path), "bytes": result.size} if verb == "backup" else {"changes": sum(map(len, result.diff.values()))})
+        await self.store.audit(actor.user_id, verb, outcome="error" if isinstance(result, str) else "ok",
+                               environment=environment, **detail)
+        return result
+
     async def report_interrupted(self) -> None:
         """At start-up: runs left "running" by a stopped bot are ended and reported, not resumed."""
-        await self.runner.report_interrupted(lambda run: self.plan(run.plan, run.environment))
+        await self.runner.report_interrupted(lambda run: self.plan(run.plan, run.environment,
+                                                                   tuple(run.facts.get("args", []))))
 
     async def decide(self, approval_id: str, actor: Actor, approve: bool, *, incident_id: str) -> DecideResult:
         return await self.runner.decide(approval_id, actor, approve, incident_id=incident_id)

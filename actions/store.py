@@ -145,7 +145,8 @@ class Store(PostIncidentStore):
     # -- incidents and runs -------------------------------------------------------------------
 
     def open_run(self, *, environment: str, plan: str, requested_by: str, channel: str,
-                 steps: list[tuple[str, str, bool]], level: int = 3) -> tuple[Incident, Run, bool]:
+                 steps: list[tuple[str, str, bool]], level: int = 3,
+                 facts: dict[str, Any] | None = None) -> tuple[Incident, Run, bool]:
         """Start a run, joining the environment's open incident or declaring a new one.
 
         Returns (incident, run, whether the incident is new). The incident's escalation level is
@@ -168,7 +169,8 @@ class Store(PostIncidentStore):
             run_id = f"{incident_row['id']}-R{number}"
             self.db["runs"].insert({
                 "id": run_id, "incident_id": incident_row["id"], "environment": environment, "plan": plan,
-                "requested_by": requested_by, "state": RunState.RUNNING, "started_at": iso(now), "facts": "{}",
+                "requested_by": requested_by, "state": RunState.RUNNING, "started_at": iso(now),
+                "facts": json.dumps(facts or {}, default=str),
             })
             self.db["steps"].insert_all(
                 {"run_id": run_id, "key": key, "position": position, "title": title,

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from actions.catalog import Catalog, Table, count_and_checksum
+from actions.manifest import Manifest
+from actions.plan import StepFailed
 from actions.toc import VERIFIED_KINDS, Toc
 
 # The restored catalog described with the same (kind, schema, tag) triples pg_dump writes.
@@ -84,3 +87,25 @@ async def verify_restored(conn: psycopg.AsyncConnection, toc: Toc) -> Verificati
         cursor = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
         counts[f"{entry.schema}.{entry.tag}"] = (await cursor.fetchone())[0]
     return Verification(dict(checked), tuple(missing), counts)
+
+
+async def check_against_manifest(conn: psycopg.AsyncConnection, manifest: Manifest) -> str:
+    """Every table's row count and content checksum equal the manifest's, or StepFailed naming them.
+
+    Checksums are compared only on the same PostgreSQL major version (hashtext may change between
+    majors); counts always.
+    """
+    expected = manifest.catalog
+    restored = Catalog(tables={name: Table([], None) for name in expected.tables})
+    await count_and_checksum(conn, restored)
+    version = (await (await conn.execute("SHOW server_version")).fetchone())[0].split(" ")[0]
+    same_major = version.split(".")[0] == expected.server_version.split(".")[0]
+    wrong = [f"{name} ({restored.tables[name].rows:,} rows, backup {table.rows:,})" if restored.tables[name].rows != table.rows
+             else f"{name} (content differs)"
+             for name, table in expected.tables.items()
+             if restored.tables[name].rows != table.rows or (same_major and restored.tables[name].checksum != table.checksum)]
+    if wrong:
+        raise StepFailed(f"the restored copy differs from the backup's manifest in {len(wrong)} table(s): "
+                         + ", ".join(wrong[:6]))
+    what = "row counts and content checksums" if same_major else "row counts (checksums need the same major version)"
+    return f"manifest: {len(expected.tables)} tables, {what} equal the backup's"

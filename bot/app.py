@@ -14,7 +14,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.config import Settings
 from actions.redact import Redactor, dsn_secrets
-from actions.service import PLANS, RollbackService
+from actions.plans import PLANS
+from actions.service import RollbackService
 from actions.store import AsyncStore, Store
 from bot import approvals, commands, lifecycle
 from bot.access import Access
@@ -62,7 +63,7 @@ def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode
     client = web_client(credentials)
     redact = redactor_for(settings, credentials)
     store = AsyncStore(Store(settings.bot.audit_db))
-    titles = {name: build("immediately").title for name, build in PLANS.items()}
+    titles = {name: spec.title for name, spec in PLANS.items()}
     access = Access(settings, client)
     poster = Poster(client, store, redact)
     # The service emits into the notifier, and the notifier reads snapshots from the service:

@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     demo.add_argument("--setup-only", action="store_true", help="set up, print, and exit without serving")
 
+    backup = sub.add_parser("backup", help="take a backup now (pg_dump -Fc, the runbook's layout, with a manifest)")
+    backup.add_argument("--config", required=True)
+    backup.add_argument("environment")
+
     audit = sub.add_parser("audit", help="print the audit trail")
     audit.add_argument("--config", required=True)
     audit.add_argument("--incident", help="only this incident (INC-…)")
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(settings, args)
         if args.command == "local":
             return _local(settings, args)
+        if args.command == "backup":
+            return _backup(settings, args.environment)
     except (ConfigError, CredentialsError) as problem:
         print(f"rollback-bot: {problem}", file=sys.stderr)
         return 2
@@ -125,6 +131,29 @@ def _demo(args: argparse.Namespace) -> int:
         return _local(load_settings(spec.config), args, hint)
     finally:
         asyncio.run(stop_standin(spec))
+
+
+def _backup(settings: Settings, environment: str) -> int:
+    from actions.backups import human_size
+    from actions.inspection import backup_now
+
+    if environment not in settings.environments:
+        print(f"rollback-bot: no environment {environment!r} in {settings.config_path} "
+              f"(configured: {', '.join(settings.environments)})", file=sys.stderr)
+        return 2
+    env = settings.environments[environment]
+    result = asyncio.run(backup_now(env))
+    if isinstance(result, str):
+        print(f"rollback-bot: backup of {environment} failed: {result}", file=sys.stderr)
+        return 1
+    print(f"{result.path} ({human_size(result.size)}, {result.seconds:.1f} s); manifest {result.manifest.name}: "
+          f"{result.tables} tables, {result.rows:,} rows")
+    for old in result.beyond_keep:
+        print(f"beyond keep_backups={env.keep_backups}, kept: {old.path.parent.name}")
+    store = Store(settings.bot.audit_db)
+    store.audit("cli", "backup", environment=environment, backup=str(result.path), bytes=result.size)
+    store.close()
+    return 0
 
 
 def _audit(store: Store, args: argparse.Namespace) -> int:

@@ -7,8 +7,13 @@ from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
 
-from actions.results import AlreadyRunning, Declared, Refused, Started, UnknownEnvironment
+from actions.backup_take import BackupTaken
+from actions.backups import human_size
+from actions.inspection import DiffReport
+from actions.plans import PLANS
+from actions.results import AlreadyRunning, Declared, InvalidArguments, Refused, Started, UnknownEnvironment
 from actions.runner import new_error_id
+from messages import diff as diff_message
 from messages import replies
 from messages.views import StatusLine
 
@@ -32,10 +37,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack()
         environment = args[0].lower() if verb in ENVIRONMENT_VERBS and args else None
         await deps.store.audit(user, "command", environment=environment, text=text, channel=command.get("channel_id"))
-        if verb not in HANDLERS:
+        handler = HANDLERS.get(verb) or (plan_verb(verb) if verb in PLANS else None)
+        if handler is None:
             return
         try:
-            message = await HANDLERS[verb](deps, user, args)
+            message = await handler(deps, user, args)
         except Exception:
             error_id = new_error_id()
             log.exception("/rollback %s failed [%s]", text, error_id)
@@ -61,10 +67,25 @@ async def _full(deps: Deps, user: str, args: list[str]):
 
 async def start_full(deps: Deps, user: str, environment: str):
     """Start a full rollback (the slash command and the CRITICAL proposal's button share this)."""
+    return await start_plan(deps, user, "full", environment, ())
+
+
+def plan_verb(name: str):
+    """`/rollback <name> <env> [args…]` for a partial rollback: the plan checks its own arguments."""
+    async def handler(deps: Deps, user: str, args: list[str]):
+        if not args:
+            return replies.usage_error(name, "Name one environment")
+        return await start_plan(deps, user, name, args[0].lower(), tuple(args[1:]))
+    return handler
+
+
+async def start_plan(deps: Deps, user: str, name: str, environment: str, args: tuple[str, ...]):
     actor = await deps.access.actor(user)
-    match await deps.service.start(actor, "full", environment):
+    match await deps.service.start(actor, name, environment, args):
         case Started(incident=incident, run=run):
-            return replies.started("Full rollback", run.environment, incident.id, incident.channel)
+            return replies.started(PLANS[name].title, run.environment, incident.id, incident.channel)
+        case InvalidArguments(reason=reason):
+            return replies.usage_error(name, reason[0].upper() + reason[1:])
         case AlreadyRunning(incident=incident, run=run, current_step=step):
             return replies.already_running(run.environment, incident.id, run.requested_by, step, incident.channel)
         case Refused(reason=reason, allowed=allowed):
@@ -113,5 +134,31 @@ async def _report(deps: Deps, user: str, args: list[str]):
     return replies.report_posted(incident.id, incident.channel)
 
 
-HANDLERS = {"full": _full, "status": _status, "declare": _declare, "assess": _assess, "report": _report}
-ENVIRONMENT_VERBS = {"full", "declare", "assess"}  # verbs whose first argument is an environment
+def inspect_verb(verb: str):
+    """`/rollback diff <env>` and `/rollback backup <env>`: no incident, no approval."""
+    async def handler(deps: Deps, user: str, args: list[str]):
+        if len(args) != 1:
+            return replies.usage_error(verb, "Name one environment")
+        result = await deps.service.inspect(await deps.access.actor(user), verb, args[0].lower())
+        match result:
+            case str():
+                return replies.problem(result)
+            case Refused(reason=reason, allowed=allowed):
+                return replies.refused(reason, list(allowed))
+            case UnknownEnvironment(environment=environment, known=known):
+                return replies.unknown_environment(environment, list(known))
+            case DiffReport():
+                return diff_message.schema_diff(result.environment, result.database, result.backup, result.source,
+                                                result.diff)
+            case BackupTaken():
+                env = deps.settings.environments[args[0].lower()]
+                return diff_message.backup_taken(env.name, str(result.path.relative_to(env.backup_dir.parent)),
+                                                 human_size(result.size), result.seconds, result.tables, result.rows,
+                                                 [b.path.parent.name for b in result.beyond_keep], env.keep_backups)
+    return handler
+
+
+# The other scenarios' verbs (views, columns, …) are found in PLANS when a command arrives.
+HANDLERS = {"full": _full, "diff": inspect_verb("diff"), "backup": inspect_verb("backup"), "status": _status,
+            "declare": _declare, "assess": _assess, "report": _report}
+ENVIRONMENT_VERBS = {"full", "declare", "assess", "diff", "backup", *replies.VERBS} - {"status", "help", "report"}

@@ -17,6 +17,21 @@ VERBS: dict[str, tuple[str, str]] = {
                 "Declare an incident without a rollback; the text is shown on the alert. Operators and approvers."),
     "report": ("/rollback report <incident>",
                "Write the incident report again from the audit trail and post it to the incident's channel."),
+    "backup": ("/rollback backup <env>",
+               "Take a backup now (pg_dump -Fc, the runbook's layout) with a manifest of row counts and checksums."),
+    "diff": ("/rollback diff <env>",
+             "Compare the live schema with the newest backup: views, indexes, functions, tables, columns. Read-only."),
+    "views": ("/rollback views <env> [v1,v2]",
+              "Drop the views live has and the backup lacks (or the ones named); dependents listed, no CASCADE."),
+    "indexes": ("/rollback indexes <env> [i1,i2]", "Drop the indexes live has and the backup lacks (or the ones named)."),
+    "columns": ("/rollback columns <env>",
+                "Re-add the columns the migration dropped, with their type, default and data from the backup."),
+    "tables": ("/rollback tables <env> t1,t2",
+               "Restore those tables' rows and columns from the backup (runbook Scenario 2); others keep their rows."),
+    "rerun": ("/rollback rerun <env> <migration>",
+              "Drop what one migration creates and run it again, in one transaction (Scenario 3)."),
+    "app": ("/rollback app <env> [release]",
+            "Deploy the previous (or named) release of the application and check it (Scenario 4)."),
     "status": ("/rollback status", "Open incidents and running rollbacks, with their current step."),
     "help": ("/rollback help", "This list."),
 }
@@ -113,3 +128,7 @@ def declared(incident_id: str, environment: str, channel: str, new: bool) -> Sla
 
 def report_posted(incident_id: str, channel: str) -> SlackMessage:
     return _reply(f"The report of *{incident_id}* was written again and posted in <#{channel}>.")
+
+
+def problem(text: str) -> SlackMessage:
+    return _reply(f"⚠️ {text}", "Nothing was changed.")

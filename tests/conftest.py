@@ -162,7 +162,8 @@ async def stand_in(tmp_path: Path, crm: Crm):
     await app.stop()
 
 
-def write_config(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "", **overrides: str) -> Path:
+def write_config(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "", env_extra: str = "",
+                 **overrides: str) -> Path:
     """A config for one environment, `staging`, pointing at the test CRM; `bot_extra` adds lines to [bot]."""
     values = {
         "stop_app": '"immediately"',
@@ -196,6 +197,7 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "",
         health_timeout_seconds = {values['health_timeout_seconds']}
         smoke = [{{ url = "http://127.0.0.1:{app.port}/api/sales", status = 200 }}]
         restore_jobs = {values['restore_jobs']}
+        {env_extra}
         """), encoding="utf-8")
     return path
 
@@ -241,14 +243,15 @@ class Harness:
             self._store.close()
 
 
-async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "", **overrides: str):
+async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "", env_extra: str = "",
+                        **overrides: str):
     slack = FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN)
     await slack.start()
     for user, name in ((OPERATOR, "ops.olivia"), (LEAD, "lead.lee"), (APPROVER, "dba.alice"),
                        (APPROVER_2, "dba.bob"), (BYSTANDER, "dev.dan"), (GROUP_MEMBER, "dba.gina")):
         slack.add_user(user, name)
     slack.add_usergroup("S0DBAS", [GROUP_MEMBER])
-    settings = load_settings(write_config(tmp_path, crm, app, bot_extra, **overrides))
+    settings = load_settings(write_config(tmp_path, crm, app, bot_extra, env_extra, **overrides))
     runtime = BotRuntime(settings, credentials(slack.api_url))
     port = await runtime.serve_http("127.0.0.1", 0)
     slack.bot_url = f"http://127.0.0.1:{port}/slack/events"

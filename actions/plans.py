@@ -1,0 +1,15 @@
+"""Every scenario the bot can run, by verb."""
+
+from __future__ import annotations
+
+from actions import app_rollback, columns_rollback, drop_objects, full_rollback, rerun
+from actions.plan import PlanSpec
+
+PLANS: dict[str, PlanSpec] = {
+    "full": PlanSpec("full", "Full rollback", lambda env, args: full_rollback.build_plan(env.stop_app), level=3),
+    "views": drop_objects.VIEWS_SPEC,
+    "indexes": drop_objects.INDEXES_SPEC,
+    "columns": columns_rollback.SPEC,
+    "rerun": rerun.SPEC,
+    "app": app_rollback.SPEC,
+}
