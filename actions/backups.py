@@ -63,8 +63,9 @@ def newest_backup(env: Environment) -> BackupFile:
     return backups[0]
 
 
-async def read_toc(backup: BackupFile) -> Toc:
+async def read_toc(backup: BackupFile | Path) -> Toc:
     """The dump's table of contents; fails clearly when the file is not a readable custom-format dump."""
+    backup = backup if isinstance(backup, BackupFile) else BackupFile(backup, datetime.now(UTC), 0)
     returncode, listing, errors = await capture_process(["pg_restore", "--list", str(backup.path)], timeout=120)
     if returncode != 0:
         raise BackupProblem(f"The backup {backup.path} is not readable by pg_restore: "

@@ -18,7 +18,8 @@ from actions.catalog import qualified
 from actions.config import Environment
 from actions.plan import ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
 from actions.records import RunState
-from actions.scratch import restore, scratch_database
+from actions.backups import read_toc
+from actions.scratch import restore_rows, scratch_database
 
 
 def _scratch_schema(ctx: RunContext) -> str:
@@ -56,7 +57,8 @@ async def copy_backup_values(ctx: RunContext) -> StepOutcome:
     """The backup's key and lost columns, into a scratch schema of the live database (nothing live changes)."""
     env, work = ctx.environment, ctx.facts["work"]
     async with scratch_database(env, "columns") as scratch:
-        await restore(env, scratch, Path(ctx.facts["backup_path"]), tables=[w["table"] for w in work])
+        dump = Path(ctx.facts["backup_path"])
+        await restore_rows(env, scratch, dump, await read_toc(dump), [w["table"] for w in work])
         async with await pg.connect(env) as live, await pg.connect(env, scratch) as source:
             await live.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(_scratch_schema(ctx))))
             await ctx.remember({"scratch_schema": True})
@@ -70,9 +72,10 @@ async def copy_backup_values(ctx: RunContext) -> StepOutcome:
                     sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in zip(names, types, strict=True)),
                     sql.SQL(", ").join(map(sql.Identifier, w["key"]))))
                 columns = sql.SQL(", ").join(map(sql.Identifier, names))
-                async with source.cursor().copy(sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
+                # Text COPY: binary would carry type oids, which differ between databases for user types.
+                async with source.cursor().copy(sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(
                         columns, qualified(w["table"]))) as out, live.cursor().copy(
-                        sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(_in_scratch(ctx, w["table"]), columns)) as into:
+                        sql.SQL("COPY {} ({}) FROM STDIN").format(_in_scratch(ctx, w["table"]), columns)) as into:
                     async for block in out:
                         await into.write(block)
                 rows = await pg.scalar(live, sql.SQL("SELECT count(*) FROM {}").format(_in_scratch(ctx, w["table"])))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actions import app_rollback, columns_rollback, drop_objects, full_rollback, rerun
+from actions import app_rollback, columns_rollback, drop_objects, full_rollback, rerun, tables_rollback
 from actions.plan import PlanSpec
 
 PLANS: dict[str, PlanSpec] = {
@@ -10,6 +10,7 @@ PLANS: dict[str, PlanSpec] = {
     "views": drop_objects.VIEWS_SPEC,
     "indexes": drop_objects.INDEXES_SPEC,
     "columns": columns_rollback.SPEC,
+    "tables": tables_rollback.SPEC,
     "rerun": rerun.SPEC,
     "app": app_rollback.SPEC,
 }

@@ -1,6 +1,6 @@
 """The database side of `/rollback tables`: catalog reads, the scratch restore, sums, orphan queries.
 
-Everything here reads, except `restore_rows` (into a scratch database). Every identifier goes
+Everything here reads. Every identifier goes
 through `psycopg.sql`; type names and expressions come from `format_type`/`pg_get_expr` of a
 catalog (SQL text, like `columns_rollback` uses), read with `search_path = pg_catalog` so that
 they are schema-qualified and mean the same thing in every database.
@@ -8,7 +8,7 @@ they are schema-qualified and mean the same thing in every database.
 
 from __future__ import annotations
 
-import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +16,49 @@ import psycopg
 from psycopg import sql
 
 from actions import pg
+from actions.backups import BackupFile
 from actions.catalog import stable_session
-from actions.config import Environment
-from actions.plan import StepFailed
-from actions.processes import run_process
-from actions.toc import Toc
+from actions.plan import RunContext
 
 ALIAS = sql.Identifier("_rb")  # the row alias in sums and comparisons (a column may be called "t")
 
+
+# -- the run's names --------------------------------------------------------------------------------
+
+def run_suffix(ctx: RunContext) -> str:
+    """Per run, not per incident: a second table rollback in the same incident gets its own schemas."""
+    return ctx.run.id.lower().replace("-", "_")  # INC-20261124-0001-R2 -> inc_20261124_0001_r2
+
+
+def shadow_schema(ctx: RunContext) -> str:
+    return f"rollback_shadow_{run_suffix(ctx)}"
+
+
+def replaced_schema(ctx: RunContext) -> str:
+    return f"rollback_replaced_{run_suffix(ctx)}"
+
+
+def stored_name(table: str) -> str:
+    """A table's name inside the shadow and replaced schemas: public.x -> x, other.x -> other__x."""
+    schema, name = split(table)
+    return name if schema == "public" else f"{schema}__{name}"
+
+
+def in_schema(schema: str, table: str) -> sql.Identifier:
+    return sql.Identifier(schema, stored_name(table))
+
+
+def backup_of(ctx: RunContext) -> BackupFile:
+    return BackupFile(Path(ctx.facts["backup_path"]), datetime.fromisoformat(ctx.facts["backup_created"]),
+                      ctx.facts["backup_size"])
+
+
+def backup_columns(ctx: RunContext, table: str) -> list[str]:
+    """The backup's columns in the backup's order: the row text compared with the shadow's."""
+    return [c["name"] for c in ctx.facts["specs"][table]["columns"]]
+
+
+# -- reading --------------------------------------------------------------------------------------
 
 def split(name: str) -> tuple[str, str]:
     schema, _, table = name.partition(".")
@@ -76,29 +111,6 @@ async def differences(conn: psycopg.AsyncConnection, a: sql.Composable, b: sql.C
         one, other, other, one))).fetchone())
 
 
-async def restore_rows(env: Environment, dbname: str, dump: Path, toc: Toc, tables: list[str]) -> None:
-    """The backup's definitions (pre-data: tables, sequences, types, functions — no keys, indexes or
-    foreign keys) and the rows of `tables` only, into a scratch database.
-
-    `pg_restore -t` alone fails on a table whose default uses a sequence it does not restore
-    (contracts' `nextval('contract_number_seq')`), and matches a name in every `-n` schema; the
-    rows are selected by dump id instead.
-    """
-    data = {f"{e.schema}.{e.tag}": e.dump_id for e in toc.of("TABLE DATA")}
-    target, secret_env = pg.client_args(env, dbname)
-    base = ["pg_restore", "--no-owner", "--no-acl", "--no-tablespaces", "--exit-on-error", "--no-password",
-            f"--dbname={target}"]
-    with tempfile.TemporaryDirectory(prefix="rollback-tables-") as folder:
-        listing = Path(folder) / "rows.list"
-        listing.write_text("".join(f"{data[t]};\n" for t in tables), encoding="utf-8")
-        for argv, what in (([*base, "--section=pre-data", "--no-publications", "--no-subscriptions"], "definitions"),
-                           ([*base, f"--use-list={listing}"], "rows")):
-            result = await run_process([*argv, str(dump)], env=secret_env)
-            if not result.ok:
-                raise StepFailed(f"could not restore the backup's {what} into a scratch database: "
-                                 f"{result.last_line().removeprefix('pg_restore: ')}")
-
-
 async def table_columns(conn: psycopg.AsyncConnection, name: str) -> list[dict[str, Any]]:
     """Columns in order: name, type, default (or generation expression), not_null, identity, generated."""
     schema, table = split(name)
@@ -125,8 +137,8 @@ async def table_shape(conn: psycopg.AsyncConnection, name: str) -> dict[str, Any
         return None
     oid, kind, partition, inherits = row
     triggers = await (await conn.execute(
-        "SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal "
-        "UNION ALL SELECT 'rule ' || rulename, ev_enabled::text FROM pg_rewrite WHERE ev_class = %s AND rulename <> '_RETURN' "
+        "SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal UNION ALL "
+        "SELECT 'rule ' || rulename, ev_enabled::text FROM pg_rewrite WHERE ev_class = %s AND rulename <> '_RETURN' "
         "ORDER BY 1", (oid, oid))).fetchall()
     return {"kind": kind, "partition": partition, "inherits": inherits, "triggers": [list(t) for t in triggers]}
 
@@ -198,6 +210,17 @@ async def check_violations(conn: psycopg.AsyncConnection, live_name: str, relati
         if bad:
             violations.append(f"{name}: {bad:,} row(s)")
     return violations, unchecked
+
+
+async def unusable_definition(conn: psycopg.AsyncConnection, column: dict[str, Any]) -> str | None:
+    """Why a column the backup has cannot be added live as it was (its type or default names something
+    the live database lacks), or None. EXPLAIN parses and plans without running: no nextval happens."""
+    try:
+        await conn.execute(sql.SQL("EXPLAIN SELECT {}::{}").format(
+            sql.SQL(column["default"]) if column["default"] else sql.NULL, sql.SQL(column["type"])))
+    except psycopg.Error as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 async def owned_sequences(conn: psycopg.AsyncConnection, name: str) -> list[tuple[str, str]]:

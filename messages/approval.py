@@ -36,7 +36,7 @@ def approval_message(view: ApprovalView) -> SlackMessage:
     if pending:
         value = ApprovalButton(incident=view.incident_id, approval=view.approval_id).model_dump_json()
         blocks += [
-            context(f"Approvers: {who}.{rule} Nothing live changes before a decision; the restore runs meanwhile."),
+            context(f"Approvers: {who}.{rule} Nothing live changes before a decision."),
             actions("decision",
                     button("Approve", ActionId.APPROVE, value, style="danger",
                            confirm=confirm_dialog(view.title + "?", view.confirm, "Approve", danger=True)),

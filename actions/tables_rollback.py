@@ -1,0 +1,294 @@
+"""`/rollback tables <env> t1,t2,…` (runbook Scenario 2): the chosen tables get the backup's rows back.
+
+The runbook's `pg_restore -t` into the live database fails on tables that exist, and its
+`DROP … CASCADE` would take other tables' foreign keys with it. Here the chosen tables are
+restored from the backup into a scratch database, copied into a shadow schema of the live
+database and checked there (checksums against the manifest or the scratch copy, the live
+constraints, and every foreign key in and out: rows that would be orphaned fail the step before
+an approval is asked). After approval one REPEATABLE READ transaction keeps each live table object
+(so other tables' foreign keys, views, grants and sequences stay attached), copies its rows into
+`rollback_replaced_<run>` (the way back), re-adds the backup's columns it lacks, replaces its rows
+with the shadow's under `session_replication_role = replica` (no cascade, no trigger fires),
+re-checks every foreign key and compares each table with the backup row by row — any difference
+rolls everything back — and commits. Tables that are not named keep their rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from actions import partial_steps, pg
+from actions import tables_sql as q
+from actions.backups import BackupProblem, newest_backup, read_toc
+from actions.config import Environment
+from actions.manifest import load_manifest
+from actions.plan import Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
+from actions.scratch import restore_rows, scratch_database
+from actions.tables_swap import abort, cleanup, orphan_line, outcome, preview, reconcile, swap, verify
+from actions.toc import Toc
+
+USAGE = "name the tables as one comma-separated list, like `tables staging sales,public.tickets`"
+
+
+# -- names ----------------------------------------------------------------------------------------
+
+def parse_names(args: tuple[str, ...] | list[str]) -> list[str]:
+    """"sales,public.tickets" -> ["public.sales", "public.tickets"] (unqualified means public)."""
+    names = [n.strip() for arg in args for n in arg.split(",") if n.strip()]
+    return list(dict.fromkeys(n if "." in n else f"public.{n}" for n in names))
+
+
+def backup_tables(toc: Toc) -> list[str]:
+    return sorted(f"{e.schema}.{e.tag}" for e in toc.of("TABLE"))
+
+
+def resolve(names: list[str], available: list[str]) -> tuple[list[str], list[str]]:
+    """(names found in `available` — as typed, or folded to lower case like unquoted SQL —, unknown names)."""
+    found, unknown = [], []
+    for name in names:
+        match = name if name in available else name.lower() if name.lower() in available else None
+        (found if match else unknown).append(match or name)
+    return list(dict.fromkeys(found)), unknown
+
+
+def _listed(names: list[str], limit: int) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# -- the command's arguments ------------------------------------------------------------------------
+
+async def check_args(env: Environment, args: tuple[str, ...]) -> str | None:
+    """One comma-separated list of tables the newest backup has (read from its table of contents)."""
+    if len(args) != 1:
+        return USAGE if not args else f"give the tables as one list without spaces; {USAGE}"
+    names = parse_names(args)
+    if not names:
+        return USAGE
+    try:
+        backup = await asyncio.to_thread(newest_backup, env)
+        toc = await read_toc(backup)
+    except BackupProblem as problem:
+        return str(problem).rstrip(".")
+    available = backup_tables(toc)
+    _, unknown = resolve(names, available)
+    if unknown:
+        return (f"the backup has no table {', '.join(unknown)}. The tables in {backup.path.parent.name}/"
+                f"{backup.path.name}: {_listed(available, 80)}")
+    return None
+
+
+# -- steps ----------------------------------------------------------------------------------------
+
+async def preflight(ctx: RunContext) -> StepOutcome:
+    """Everything knowable before a copy is made: the backup, the tables, the role, the foreign keys."""
+    env = ctx.environment
+    async with await pg.connect(env) as conn:  # first: without it nothing else matters
+        role, superuser = await (await conn.execute(
+            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")).fetchone()
+    if not superuser:
+        raise StepFailed(
+            f"the role `{role}` of {env.name} is not a superuser. The swap must turn foreign-key triggers off for "
+            "its own transaction (`SET LOCAL session_replication_role = replica`): otherwise deleting the current "
+            "rows fails on other tables' foreign keys, or ON DELETE CASCADE deletes their rows. PostgreSQL lets "
+            "only superusers do that. Run this rollback with a superuser DSN, or use `/rollback full`")
+    backup, backup_cat, live_cat, diff, source = await partial_steps.read_diff(ctx)
+    toc = await read_toc(backup)
+    tables, unknown = resolve(parse_names(ctx.facts.get("args", [])), backup_tables(toc))
+    if unknown or not tables:
+        raise StepFailed(f"the newest backup has no table {', '.join(unknown) or '(none named)'}")
+    with_rows = {f"{e.schema}.{e.tag}" for e in toc.of("TABLE DATA")}
+    problems = [f"{t} has no rows in the backup (no TABLE DATA entry)" for t in tables if t not in with_rows]
+    problems += [f"{t} is not in the live database: this verb puts rows back into existing tables "
+                 "(`/rollback full` brings back dropped tables)" for t in tables if t not in live_cat.tables]
+    problems += [f"{c.table}.{c.column} is {c.live_type} live but {c.backup_type} in the backup: retyping columns "
+                 "is not done here" for c in diff.columns_retyped if c.table in tables]
+    problems += [f"{t}: its name in the shadow schema would exceed 63 bytes" for t in tables
+                 if len(q.stored_name(t).encode()) > pg.MAX_IDENTIFIER_BYTES]
+    if len({q.stored_name(t) for t in tables}) != len(tables):
+        problems.append("two of the tables would get the same name in the shadow schema; restore them in separate runs")
+    quiet: list[str] = []
+    async with await pg.connect(env) as conn:
+        for schema in (q.shadow_schema(ctx), q.replaced_schema(ctx)):
+            if await pg.scalar(conn, "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)):
+                problems.append(f"a schema {schema} already exists (an earlier attempt?): inspect it, drop or rename it")
+        for t in (t for t in tables if t in live_cat.tables):
+            shape = await q.table_shape(conn, t)
+            if shape["kind"] != "r" or shape["partition"] or shape["inherits"]:
+                problems.append(f"{t} is partitioned, a partition or part of an inheritance tree: not supported here")
+            firing = [name for name, enabled in shape["triggers"] if enabled in ("A", "R")]
+            if firing:
+                problems.append(f"{t} has triggers or rules that fire even with triggers off (ENABLE ALWAYS/REPLICA): "
+                                f"{', '.join(firing)}; they could change other tables during the swap")
+            quiet += [f"{t}: {name}" for name, enabled in shape["triggers"] if enabled == "O"]
+        fks = await q.foreign_keys(conn, tables)
+    if problems:
+        raise StepFailed("; ".join(problems))
+    keys = {t: backup_cat.tables[t].primary_key for t in tables}
+    outward = [fk for fk in fks if fk["parent"] in tables and fk["child"] not in tables]
+    return StepOutcome(
+        f"backup {backup.describe()}, its catalog read from the {source}; {len(tables)} table(s): "
+        f"{', '.join(tables)}; role is a superuser; "
+        f"{len(fks)} foreign key(s) to check, {len(outward)} of them from other tables",
+        {"tables": tables, "keys": keys, "fks": fks, "quiet_triggers": quiet})
+
+
+async def shadow(ctx: RunContext) -> StepOutcome:
+    """Restore the tables into a scratch database, then copy them into the live database's shadow schema."""
+    env, tables, schema = ctx.environment, ctx.facts["tables"], q.shadow_schema(ctx)
+    toc = await read_toc(q.backup_of(ctx))
+    specs: dict[str, Any] = {}
+    async with scratch_database(env, "tables") as scratch:
+        await ctx.remember({"scratch_db": scratch})
+        await restore_rows(env, scratch, q.backup_of(ctx).path, toc, tables)
+        async with await pg.connect(env, scratch) as source, await pg.connect(env) as live:
+            await q.prepare(source)
+            await q.prepare(live)
+            await live.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            await ctx.remember({"shadow_created": True})
+            for t in tables:
+                columns = await q.table_columns(source, t)
+                if not columns:
+                    raise StepFailed(f"{t} was not restored from the backup")
+                names = [c["name"] for c in columns]
+                target = q.in_schema(schema, t)
+                await live.execute(sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(c["name"]), sql.SQL(c["type"])) for c in columns)))
+                # Text format: binary COPY carries type oids, which differ between databases for user types.
+                async with source.cursor().copy(sql.SQL("COPY (SELECT {} FROM ONLY {}) TO STDOUT").format(
+                        q.cols(names), q.ident(t))) as out, live.cursor().copy(
+                        sql.SQL("COPY {} ({}) FROM STDIN").format(target, q.cols(names))) as into:
+                    async for block in out:
+                        await into.write(block)
+                if ctx.facts["keys"].get(t):
+                    try:
+                        await live.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+                            target, q.cols(ctx.facts["keys"][t])))
+                    except psycopg.errors.UniqueViolation:
+                        raise StepFailed(f"the backup's rows of {t} repeat a primary key value: "
+                                         "the backup is damaged") from None
+                specs[t] = {"columns": columns, "scratch": await q.sums(source, q.live_rel(t))}
+            for fk in ctx.facts["fks"]:  # anti-joins look the shadow rows up by the referenced columns
+                if fk["parent"] in tables and fk["parent_cols"] != ctx.facts["keys"].get(fk["parent"]):
+                    await live.execute(sql.SQL("CREATE INDEX ON {} ({})").format(q.in_schema(schema, fk["parent"]),
+                                                                                   q.cols(fk["parent_cols"])))
+            for t in tables:
+                await live.execute(sql.SQL("ANALYZE {}").format(q.in_schema(schema, t)))
+    await ctx.remember({"scratch_db": None, "specs": specs})
+    counts = ", ".join(f"{t} {int(specs[t]['scratch'].split(':')[0]):,}" for t in tables)
+    return StepOutcome(f"the backup's rows restored into a scratch database and copied into schema {schema}: {counts} "
+                       "row(s); the scratch database is dropped")
+
+
+def _plan_columns(table: str, backup: list[dict], live: list[dict], problems: list[str]) -> dict[str, Any]:
+    """How the backup's rows go into the live table: columns to add, to insert, live-only ones kept."""
+    by_name = {c["name"]: c for c in live}
+    add, insert, override = [], [], False
+    for b in backup:
+        c = by_name.get(b["name"])
+        if c is None:
+            if b["identity"] or b["generated"]:
+                problems.append(f"{table}.{b['name']} (identity or generated in the backup) is gone live: "
+                                "re-adding such a column is not done here")
+            add.append(b)
+            insert.append(b["name"])
+        elif c["type"] != b["type"]:
+            problems.append(f"{table}.{b['name']} is {c['type']} live but {b['type']} in the backup")
+        elif c["generated"]:
+            if not b["generated"] or c["default"] != b["default"]:
+                problems.append(f"{table}.{b['name']} is computed live (GENERATED {c['default']}) but not the same "
+                                "way in the backup: its values could not be restored")
+        else:
+            insert.append(b["name"])
+            override |= c["identity"] == "a"
+    backup_names = {b["name"] for b in backup}
+    live_only = [c for c in live if c["name"] not in backup_names]
+    for c in live_only:
+        if c["not_null"] and c["default"] is None and not c["identity"]:
+            problems.append(f"{table}.{c['name']} is live-only, NOT NULL and has no default: the backup's rows "
+                            "would have no value for it")
+    return {"table": table, "add": add, "insert": insert, "override": override,
+            "live_only": [c["name"] for c in live_only], "live_columns": live, "backup_columns": sorted(backup_names)}
+
+
+async def check(ctx: RunContext) -> StepOutcome:
+    """Before any approval: the shadow rows equal the backup's, fit the live constraints, orphan nothing."""
+    tables, specs, schema = ctx.facts["tables"], ctx.facts["specs"], q.shadow_schema(ctx)
+    manifest = await asyncio.to_thread(load_manifest, q.backup_of(ctx).path)
+    problems, notes, work, checked, linked = [], [], [], [], set()
+    async with await pg.connect(ctx.environment) as conn:
+        await q.prepare(conn)
+        for t in tables:
+            got = await q.sums(conn, q.in_schema(schema, t))
+            entry = manifest.catalog.tables.get(t) if manifest else None
+            expected, against = ((entry.checksum, "manifest") if entry and entry.checksum
+                                 else (specs[t]["scratch"], "scratch copy"))
+            if got != expected:
+                problems.append(f"{t}: the shadow rows ({got}) differ from the backup's {against} ({expected})")
+            w = _plan_columns(t, specs[t]["columns"], await q.table_columns(conn, t), problems)
+            for c in w["add"]:
+                why = await q.unusable_definition(conn, c)
+                if why:
+                    problems.append(f"{t}.{c['name']} cannot be re-added as the backup had it ({c['type']}"
+                                    f"{' DEFAULT ' + c['default'] if c['default'] else ''}): {why}")
+            live_not_null = {c["name"] for c in w["live_columns"] if c["not_null"]}
+            for name in (n for n in w["insert"] if n in live_not_null):
+                nulls = await pg.scalar(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
+                    q.in_schema(schema, t), sql.Identifier(name)))
+                if nulls:
+                    problems.append(f"{t}.{name} is NOT NULL live; {nulls:,} backup row(s) have no value")
+            violations, unchecked = await q.check_violations(conn, t, q.in_schema(schema, t))
+            problems += [f"{t} CHECK {v}" for v in violations]
+            notes += [f"{t} CHECK {u} (names a live-only column; enforced by the swap)" for u in unchecked]
+            w["live_rows"] = await pg.scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(q.live_rel(t)))
+            w["backup_rows"] = int(got.split(":")[0])
+            w["against"] = against
+            work.append(w)
+        columns = {w["table"]: set(w["backup_columns"]) for w in work}
+        for fk in ctx.facts["fks"]:
+            child_new, parent_new = fk["child"] in tables, fk["parent"] in tables
+            lacking = [f"{fk['child']}.{c}" for c in fk["child_cols"] if child_new and c not in columns[fk["child"]]]
+            lacking += [f"{fk['parent']}.{c}" for c in fk["parent_cols"] if parent_new and c not in columns[fk["parent"]]]
+            if lacking:
+                problems.append(f"{q.fk_label(fk)} uses column(s) the backup lacks: {', '.join(lacking)}")
+                continue
+            child = q.in_schema(schema, fk["child"]) if child_new else q.live_rel(fk["child"], fk["child_partitioned"])
+            parent = (q.in_schema(schema, fk["parent"]) if parent_new
+                      else q.live_rel(fk["parent"], fk["parent_partitioned"]))
+            count, sample = await q.orphans(
+                conn, fk, child, parent,
+                q.live_rel(fk["parent"]) if parent_new and not child_new and not fk["validated"] else None)
+            if count:
+                problems.append(orphan_line(fk, count, sample, "backup's" if child_new else "live"))
+                linked.add(fk["child"] if parent_new else fk["parent"])
+            checked.append(q.fk_label(fk))
+    if problems:
+        await ctx.remember({"also_restore": sorted(linked - set(tables))})
+        raise StepFailed("the swap would not be safe; nothing was changed: " + "; ".join(problems))
+    await ctx.remember({"work": work, "fks_checked": checked, "check_notes": notes})
+    against = sorted({w["against"] for w in work})
+    return StepOutcome(
+        f"shadow rows equal the backup's ({' and '.join(against)}): "
+        + ", ".join(f"{w['table']} {w['backup_rows']:,}" for w in work)
+        + f"; live NOT NULL and CHECK constraints hold; no orphans across {len(checked)} foreign key(s)"
+        + (f"; {'; '.join(notes)}" if notes else ""))
+
+
+def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
+    return Plan("tables", "Table rollback", (
+        Step("declare", "Declare the incident", partial_steps.declare),
+        Step("preflight", "Preflight: backup, tables, role, foreign keys", preflight),
+        Step("shadow", "Restore the tables into a shadow schema", shadow, interruptible=True),
+        Step("check", "Check the shadow rows: checksums, constraints, orphans", check, interruptible=True),
+        Step("swap", "Swap the backup's rows in (one transaction)", swap, destructive=True, ask_approval_after="check",
+             preview=preview),
+        Step("verify", "Verify the tables against the backup", verify),
+        Step("cleanup", "Drop the shadow schema", cleanup),
+        Step("finish", "Update the incident report", partial_steps.finish),
+    ), abort=abort, outcome=outcome, reconcile=reconcile)
+
+
+SPEC = PlanSpec("tables", "Table rollback", build_plan, check_args, level=2)
