@@ -84,6 +84,17 @@ async def drop_databases_like(prefix: str) -> None:
         await drop_database(ADMIN_DSN, name)
 
 
+async def restore_backup_copy(crm: Crm) -> str:
+    """The fixture's whole backup restored by the test itself (plain createdb + pg_restore), to
+    compare with row by row; dropped with the CRM's databases (its name starts with the CRM's)."""
+    name = f"{crm.dbname}_cmp_{uuid4().hex[:6]}"
+    dump = next(crm.backup_root.glob("*/staging_full_backup.dump"))
+    for argv in (["createdb", "-h", "127.0.0.1", "-U", "postgres", name],
+                 ["pg_restore", "-h", "127.0.0.1", "-U", "postgres", "-d", name, str(dump)]):
+        assert await (await asyncio.create_subprocess_exec(*argv)).wait() == 0
+    return name
+
+
 def dsn_of(dbname: str) -> str:
     return database_dsn(ADMIN_DSN, dbname)
 

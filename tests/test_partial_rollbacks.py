@@ -5,13 +5,9 @@ fake Slack. Each verb must bring back exactly what the backup had, and change no
 from __future__ import annotations
 
 import json
-import psycopg
-from psycopg import sql
-
 from uuid import uuid4
 
-from actions.backup_take import take_backup
-from actions.config import load_settings
+import psycopg
 from conftest import (
     ADMIN_DSN,
     APPROVER,
@@ -21,15 +17,20 @@ from conftest import (
     Harness,
     StandInApp,
     drop_databases_like,
+    restore_backup_copy,
     start_harness,
     write_config,
 )
+from psycopg import sql
+from test_cli import run_cli
+from test_full_rollback import WAIT, approval_message, audit_actions, run_end
+
+from actions.backup_take import take_backup
+from actions.config import load_settings
 from demo.crm import create_crm, database_dsn
 from demo.crm_schema import DENORMALIZED_COLUMNS
 from demo.fingerprint import fingerprint
 from demo.migration import INDEXES, VIEWS, apply_phase4_migration
-from test_cli import run_cli
-from test_full_rollback import WAIT, approval_message, audit_actions, run_end
 
 KEYS = {"sales": "id", "tickets": "id", "job_works": "id", "products": "id"}
 
@@ -52,19 +53,6 @@ async def rows_by_key(dsn: str, table: str, columns: list[str]) -> dict:
         cursor = await conn.execute(sql.SQL("SELECT {}, {} FROM {}").format(
             sql.Identifier(KEYS[table]), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table)))
         return {row[0]: row[1:] for row in await cursor.fetchall()}
-
-
-async def backup_copy(h: Harness) -> str:
-    """The backup restored into a scratch database of the test's own, to compare row by row."""
-    import asyncio
-
-    name = f"{h.crm.dbname}_cmp_{uuid4().hex[:6]}"
-    dump = next(h.crm.backup_root.glob("*/staging_full_backup.dump"))
-    for argv in (["createdb", "-h", "127.0.0.1", "-U", "postgres", name],
-                 ["pg_restore", "-h", "127.0.0.1", "-U", "postgres", "-d", name, str(dump)]):
-        proc = await asyncio.create_subprocess_exec(*argv)
-        assert await proc.wait() == 0
-    return name
 
 
 async def test_diff_lists_exactly_what_the_migration_changed(harness: Harness):
@@ -139,7 +127,7 @@ async def test_columns_come_back_with_every_value_equal_to_the_backups(harness: 
     request = await approval_message(h)
     assert "ADD COLUMN `customer_name`" in request.all_text()
     await approve_and_finish(h, "columns")
-    copy = await backup_copy(h)
+    copy = await restore_backup_copy(h.crm)
     try:
         for table, columns in DENORMALIZED_COLUMNS.items():
             live = await rows_by_key(h.crm.dsn, table, list(columns))

@@ -4,22 +4,30 @@ changes; orphans, unknown names, a role that is not superuser and a denial all l
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
-from uuid import uuid4
 
 import psycopg
+from conftest import (
+    APPROVER,
+    CHANNEL,
+    OPERATOR,
+    Harness,
+    database_names,
+    drop_databases_like,
+    dsn_of,
+    restore_backup_copy,
+    start_harness,
+)
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from test_full_rollback import WAIT, approval_message, audit_actions
 
 from actions import tables_swap
 from actions.catalog import describe
 from actions.manifest import Manifest, write_manifest
 from actions.plans import PLANS
 from actions.tables_rollback import SPEC
-from conftest import APPROVER, CHANNEL, OPERATOR, Harness, database_names, drop_databases_like, dsn_of, start_harness
 from demo.fingerprint import fingerprint
-from test_full_rollback import WAIT, approval_message, audit_actions
 
 assert PLANS["tables"] is SPEC
 
@@ -38,16 +46,6 @@ async def run_failure(h: Harness, contains: str):
                                             if m.reply_broadcast and contains in m.all_text()],
                                    timeout=WAIT, what=f"a run end with {contains!r}")
     return found[-1]
-
-
-async def backup_copy(h: Harness) -> str:
-    """The whole backup restored by the test itself (plain pg_restore), to compare with row by row."""
-    name = f"{h.crm.dbname}_cmp_{uuid4().hex[:6]}"
-    dump = next(h.crm.backup_root.glob("*/staging_full_backup.dump"))
-    for argv in (["createdb", "-h", "127.0.0.1", "-U", "postgres", name],
-                 ["pg_restore", "-h", "127.0.0.1", "-U", "postgres", "-d", name, str(dump)]):
-        assert await (await asyncio.create_subprocess_exec(*argv)).wait() == 0
-    return name
 
 
 async def write_backup_manifest(h: Harness, copy: str) -> None:
@@ -85,7 +83,7 @@ async def bot_schemas(dsn: str) -> list[str]:
 
 async def test_named_tables_get_the_backups_rows_and_the_others_keep_theirs(harness: Harness):
     h, after = harness, harness.crm.after
-    copy = await backup_copy(h)
+    copy = await restore_backup_copy(h.crm)
     await write_backup_manifest(h, copy)  # the shadow rows are then checked against the manifest's checksums
     async with await psycopg.AsyncConnection.connect(h.crm.dsn, autocommit=True) as conn:
         await conn.execute("ALTER TABLE tickets ALTER COLUMN id SET GENERATED ALWAYS")  # needs OVERRIDING SYSTEM VALUE
@@ -149,7 +147,7 @@ async def test_cascading_foreign_keys_do_not_fire_and_computed_columns_come_back
     await h.slack.wait_for(lambda: len([m for m in h.slack.messages(CHANNEL, include_replies=True)
                                         if m.text.startswith("🏁")]) == 2, timeout=WAIT)
     await h.settle()
-    copy = await backup_copy(h)
+    copy = await restore_backup_copy(h.crm)
     try:
         for table in ("sales", "sale_items"):
             columns, expected = await rows(dsn_of(copy), table)
