@@ -73,6 +73,10 @@ class Environment(_Strict):
     migrations_dir: Path | None = None  # for /rollback rerun: the migration files (*.sql)
     deploy: list[list[str]] = Field(default_factory=list)  # for /rollback app: argv lists, "{ref}" substituted
     previous_release: list[str] | None = None  # argv printing the previous release (last line), for /rollback app
+    long_query_seconds: float = Field(120.0, gt=0)  # runbook Part 2: "Long-running query (> 2 minutes)"
+    hung_minutes: float = Field(10.0, gt=0)  # runbook Contingency 1: "No Progress for 10+ minutes"
+    watch_poll_seconds: float = Field(5.0, gt=0)  # /rollback watch polls this often
+    check_timeout_seconds: float = Field(20.0, gt=0)  # each /rollback diagnose check's time limit
 
     @field_validator("stop", "start", "deploy")
     @classmethod

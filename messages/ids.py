@@ -21,6 +21,7 @@ class ActionId(StrEnum):
     ESCALATE = "incident-escalate"
     RESOLVE = "incident-resolve"
     EDIT_REPORT = "report-edit"
+    REMEDY = "remedy"  # a diagnose finding's fix: starts a gated `remedy` run
     CHECKLIST_PREFIX = "checklist-"  # + group key: one checkboxes element per group
     SIGN_OFF_PREFIX = "signoff-"  # + role key: one button per sign-off role
 
@@ -44,3 +45,13 @@ class IncidentButton(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     incident: str = Field(max_length=40)
+
+
+class RemedyButton(BaseModel):
+    """The value of a remedy button on a diagnose report: enough to start the gated fix."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    environment: str = Field(max_length=40)
+    kind: str = Field(max_length=20)
+    target: dict[str, str | int] = Field(max_length=4)
