@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actions import app_rollback, columns_rollback, drop_objects, full_rollback, rerun, tables_rollback
+from actions import app_rollback, columns_rollback, drop_objects, full_rollback, quarantine, remedies, rerun, tables_rollback
 from actions.plan import PlanSpec
 
 PLANS: dict[str, PlanSpec] = {
@@ -13,4 +13,6 @@ PLANS: dict[str, PlanSpec] = {
     "tables": tables_rollback.SPEC,
     "rerun": rerun.SPEC,
     "app": app_rollback.SPEC,
+    "remedy": remedies.SPEC,  # started by a diagnose report's buttons, not typed
+    "restore-quarantine": quarantine.RESTORE_SPEC,
 }

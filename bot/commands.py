@@ -11,6 +11,7 @@ from actions.backup_take import BackupTaken
 from actions.backups import human_size
 from actions.inspection import DiffReport
 from actions.plans import PLANS
+from actions.records import Role
 from actions.results import AlreadyRunning, Declared, InvalidArguments, Refused, Started, UnknownEnvironment
 from actions.runner import new_error_id
 from messages import diff as diff_message
@@ -46,7 +47,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
             error_id = new_error_id()
             log.exception("/rollback %s failed [%s]", text, error_id)
             message = replies.internal_error(error_id)
-        await respond(**_reply(message))
+        if isinstance(message, Public):
+            await respond(text=message.message.text, blocks=message.message.blocks, response_type="in_channel")
+        else:
+            await respond(**_reply(message))
 
 
 def _split(text: str) -> tuple[str, list[str]]:
@@ -158,7 +162,41 @@ def inspect_verb(verb: str):
     return handler
 
 
+class Public:
+    """A reply the whole channel sees (a diagnose report, whose fix buttons others may use)."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+async def _diagnose(deps: Deps, user: str, args: list[str]):
+    from actions.diagnose import diagnose
+    from messages.diagnose import diagnosis_message
+
+    if len(args) != 1:
+        return replies.usage_error("diagnose", "Name one environment")
+    environment = args[0].lower()
+    if environment not in deps.settings.environments:
+        return replies.unknown_environment(environment, list(deps.settings.environments))
+    actor = await deps.access.actor(user)
+    if not actor.has(Role.OPERATOR):
+        await deps.store.audit(user, "diagnose.refused", outcome="refused", environment=environment,
+                               reason="not an operator")
+        return replies.refused("only operators may run diagnostics", list(deps.settings.bot.operators))
+    report = await diagnose(deps.settings.environments[environment])
+    await deps.store.audit(user, "diagnose", environment=environment, worst=report.worst.value,
+                           checks={c.key: c.status.value for c in report.checks})
+    return Public(diagnosis_message(report))
+
+
+async def _watch(deps: Deps, user: str, args: list[str]):
+    from bot.watching import watch_command  # the watch registry and its posting live there
+
+    return await watch_command(deps, user, args)
+
+
 # The other scenarios' verbs (views, columns, …) are found in PLANS when a command arrives.
 HANDLERS = {"full": _full, "diff": inspect_verb("diff"), "backup": inspect_verb("backup"), "status": _status,
-            "declare": _declare, "assess": _assess, "report": _report}
+            "declare": _declare, "assess": _assess, "report": _report, "diagnose": _diagnose,
+            "watch": _watch}
 ENVIRONMENT_VERBS = {"full", "declare", "assess", "diff", "backup", *replies.VERBS} - {"status", "help", "report"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -10,9 +11,9 @@ from pydantic import ValidationError
 from slack_bolt.async_app import AsyncApp
 
 from actions.results import IncidentNotFound, NotPossible, Recorded, Refused
-from bot.commands import start_full
+from bot.commands import start_full, start_plan
 from messages import replies
-from messages.ids import ActionId, CallbackId, IncidentButton
+from messages.ids import ActionId, CallbackId, IncidentButton, RemedyButton
 from messages.postincident import report_modal
 
 if TYPE_CHECKING:
@@ -57,6 +58,19 @@ def register(app: AsyncApp, deps: Deps) -> None:
             if incident is None:
                 return await _answer(respond, IncidentNotFound(incident_id))
             await _tell(respond, await start_full(deps, body["user"]["id"], incident.environment))
+
+    @app.action(re.compile(f"^{ActionId.REMEDY}(-\\d+)?$"))
+    async def remedy(ack, body, action, respond) -> None:
+        """A diagnose finding's fix: the clicker asks for it (operators only); an approver decides."""
+        await ack()
+        try:
+            button = RemedyButton.model_validate_json(action.get("value") or "")
+        except ValidationError:
+            await deps.store.audit(body["user"]["id"], "button.tampered", outcome="refused", action="remedy",
+                                   value=(action.get("value") or "")[:200])
+            return await _tell(respond, replies.approval_not_found())
+        await _tell(respond, await start_plan(deps, body["user"]["id"], "remedy", button.environment,
+                                              (button.kind, json.dumps(button.target))))
 
     @app.action(re.compile(f"^{ActionId.SIGN_OFF_PREFIX}"))
     async def sign_off(ack, body, action, respond) -> None:

@@ -21,7 +21,7 @@ class ActionId(StrEnum):
     ESCALATE = "incident-escalate"
     RESOLVE = "incident-resolve"
     EDIT_REPORT = "report-edit"
-    REMEDY = "remedy"  # a diagnose finding's fix: starts a gated `remedy` run
+    REMEDY = "remedy"  # + "-<n>": a diagnose finding's fix; starts a gated `remedy` run
     CHECKLIST_PREFIX = "checklist-"  # + group key: one checkboxes element per group
     SIGN_OFF_PREFIX = "signoff-"  # + role key: one button per sign-off role
 

@@ -32,6 +32,14 @@ VERBS: dict[str, tuple[str, str]] = {
               "Drop what one migration creates and run it again, in one transaction (Scenario 3)."),
     "app": ("/rollback app <env> [release]",
             "Deploy the previous (or named) release of the application and check it (Scenario 4)."),
+    "diagnose": ("/rollback diagnose <env>",
+                 "Read-only health report (runbook Part 8): long queries, lock waits, connectivity, disk, foreign-key "
+                 "orphans, statistics and indexes; each finding has a fix button that asks an approver."),
+    "watch": ("/rollback watch <env> [minutes|stop]",
+              "While a migration runs, post long queries, lock waits, hung sessions and lost connections (default "
+              "30 minutes; stops by itself)."),
+    "restore-quarantine": ("/rollback restore-quarantine <env> <incident>",
+                           "Put back, exactly, the foreign-key orphans an incident moved into rollback_quarantine."),
     "status": ("/rollback status", "Open incidents and running rollbacks, with their current step."),
     "help": ("/rollback help", "This list."),
 }
@@ -54,6 +62,8 @@ def unknown_verb(verb: str) -> SlackMessage:
 
 
 def usage_error(verb: str, problem: str) -> SlackMessage:
+    if verb not in VERBS:  # started by a button (a remedy), not typed: no usage to show
+        return _reply(f"{problem}.", "Nothing was started.")
     usage, _ = VERBS[verb]
     return _reply(f"{problem}. Usage: `{usage}`.", "Nothing was started.")
 
