@@ -150,7 +150,7 @@ async def test_orphans_are_quarantined_by_a_button_and_put_back_exactly(harness:
     report = await run_diagnose(h)
     fks = section_of(report, "Foreign keys")
     assert fks.startswith("❌") and "1 of 19 foreign keys have orphan rows (7 rows in all)" in fks
-    assert f"public.contracts.contracts_customer_id_fkey: 7 orphan rows" in report.all_text()
+    assert "public.contracts.contracts_customer_id_fkey: 7 orphan rows" in report.all_text()
     assert f"id {', '.join(map(str, ids[:5]))}, …" in report.all_text()  # a sample of the ids
     seen: set[str] = set()
     await click_fix(h, report, "Quarantine 7 orphans", seen)
