@@ -5,9 +5,11 @@ button and put back exactly, an invalid index found and rebuilt, and a check tha
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 
 import psycopg
+import pytest
 from conftest import (
     ADMIN_DSN,
     APPROVER,
@@ -236,3 +238,50 @@ async def test_a_check_over_its_time_limit_is_cut_off_on_the_server_too(crm):
                 break
             await asyncio.sleep(0.1)
     assert sleeping == 0
+
+
+async def test_a_database_that_refuses_connections_is_told_from_a_server_that_is_down(crm):
+    """Contingency 2: the database is gone (renamed, dropped) while the server answers."""
+    env = Environment(name="staging", dsn=crm.dsn.replace(crm.dbname, crm.dbname + "_gone"),
+                      backup_dir=str(crm.backup_root), check_timeout_seconds=5)
+    report = await diagnose(env)
+    checks = {c.key: c for c in report.checks}
+    assert checks["connectivity"].status is Status.FAIL and report.worst is Status.FAIL
+    assert f'database "{crm.dbname}_gone" does not exist' in checks["connectivity"].summary
+    assert any("The server answers on the maintenance database postgres" in f.text
+               for f in checks["connectivity"].findings)
+    assert "Contingency 2" in checks["connectivity"].hint
+    for key in ("long_queries", "locks", "disk", "foreign_keys", "performance"):  # each says why, none hangs
+        assert checks[key].status is Status.ERROR and "does not exist" in checks[key].summary
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 1 MiB tmpfs for the backups: smaller than the CRM, as when a disk fills up."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN); the thresholds are tested in test_disk_thresholds")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+async def test_a_backup_disk_smaller_than_the_database_fails_with_contingency_3(crm, small_filesystem):
+    env = Environment(name="staging", dsn=crm.dsn, backup_dir=str(small_filesystem))
+    disk = next(c for c in (await diagnose(env)).checks if c.key == "disk")
+    assert disk.status is Status.FAIL
+    assert any(f"Backup folder {small_filesystem}: 1.0 MB free" in f.text and "cannot restore aside" in f.text
+               for f in disk.findings), [f.text for f in disk.findings]
+    assert "Contingency 3" in disk.hint and "no backup found" in disk.summary
+
+
+def test_disk_thresholds():
+    """The runbook wants twice the database size free; less than once means no restore aside."""
+    from actions.diagnose_server import space_status
+
+    gib = 1 << 30
+    assert space_status(free=3 * gib, database_size=gib) is Status.OK
+    assert space_status(free=2 * gib, database_size=gib) is Status.OK
+    assert space_status(free=2 * gib - 1, database_size=gib) is Status.WARN
+    assert space_status(free=gib - 1, database_size=gib) is Status.FAIL
