@@ -23,6 +23,7 @@ from bot.credentials import SlackCredentials
 from bot.notifier import Notifier
 from bot.poster import Poster
 from bot.schedule import Schedule
+from bot.watching import Watches
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Deps:
     notifier: Notifier
     schedule: Schedule
     redact: Redactor
+    watches: Watches  # `/rollback watch`: at most one per environment
 
 
 def web_client(credentials: SlackCredentials) -> AsyncWebClient:
@@ -72,7 +74,7 @@ def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode
     notifier = Notifier(poster, settings, store, access, titles, service.snapshot)
     schedule = Schedule(settings, service, poster, notifier)
     notifier.schedule = schedule
-    deps = Deps(settings, store, service, access, notifier, schedule, redact)
+    deps = Deps(settings, store, service, access, notifier, schedule, redact, Watches(settings, store, poster, redact))
     app = AsyncApp(
         client=client,
         signing_secret=credentials.signing_secret.get_secret_value() if credentials.signing_secret else None,

@@ -66,9 +66,10 @@ class BotRuntime:
         log.info("connected to Slack in Socket Mode")
 
     async def stop(self) -> None:
-        """Stop taking requests, stop running steps (they are reported at the next start), flush messages."""
+        """Stop taking requests and watches, stop running steps (reported at the next start), flush messages."""
         if self._runner:
             await self._runner.cleanup()
+        await self.deps.watches.stop_all()  # their end messages go out and are audited before the store closes
         self.deps.schedule.stop()
         await self.deps.service.runner.shutdown()
         await self.deps.notifier.stop()
