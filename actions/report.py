@@ -58,6 +58,7 @@ async def build_report(settings: Settings, store: AsyncStore, incident_id: str) 
     steps = await store.steps(run.id) if run else []
     events = await store.audit_events(incident_id)
     signoffs = await store.signoffs(incident_id)
+    audit_head = await store.audit_head()
     facts = run.facts if run else {}
     env = settings.environments.get(incident.environment)
     timeline = (
@@ -85,6 +86,7 @@ async def build_report(settings: Settings, store: AsyncStore, incident_id: str) 
         prevention=incident.prevention,
         signoffs=tuple((title, signoffs.get(role, {}).get("user"), signoffs.get(role, {}).get("at"))
                        for role, title in SIGNOFF_ROLES.items()),
+        audit_head=audit_head,
     )
 
 

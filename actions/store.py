@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import sqlite_utils
 
+from actions import audit_chain
 from actions.store_postincident import PostIncidentStore
 from actions.records import (
     AlertStatus,
@@ -76,7 +77,8 @@ CREATE TABLE IF NOT EXISTS incident_messages (
 );
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-    outcome TEXT NOT NULL, environment TEXT, incident_id TEXT, run_id TEXT, detail TEXT NOT NULL
+    outcome TEXT NOT NULL, environment TEXT, incident_id TEXT, run_id TEXT, detail TEXT NOT NULL,
+    prev_hash TEXT, hash TEXT  -- the hash chain (actions/audit_chain.py)
 );
 CREATE INDEX IF NOT EXISTS audit_by_incident ON audit(incident_id, seq);
 CREATE TRIGGER IF NOT EXISTS audit_is_append_only_u BEFORE UPDATE ON audit
@@ -115,6 +117,7 @@ class Store(PostIncidentStore):
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.executescript(SCHEMA)
         self._add_missing_columns()
+        audit_chain.upgrade(self.db.conn)
         self.path = path
 
     def _add_missing_columns(self) -> None:
@@ -316,12 +319,19 @@ class Store(PostIncidentStore):
 
     def audit(self, actor: str, action: str, *, outcome: str = "ok", environment: str | None = None,
               incident_id: str | None = None, run_id: str | None = None, **detail: Any) -> None:
-        """Append one event to the audit trail."""
-        self.db["audit"].insert({
+        """Append one event to the audit trail, chained to the one before it."""
+        audit_chain.append(self.db.conn, {
             "at": iso(utcnow()), "actor": actor, "action": action, "outcome": outcome,
             "environment": environment, "incident_id": incident_id, "run_id": run_id,
             "detail": json.dumps(detail, default=str, ensure_ascii=False),
         })
+
+    def verify_audit(self) -> audit_chain.ChainCheck:
+        return audit_chain.verify(self.db.conn)
+
+    def audit_head(self) -> tuple[int, str] | None:
+        row = audit_chain.head(self.db.conn)
+        return tuple(row) if row else None
 
     def audit_events(self, incident_id: str | None = None) -> list[AuditEvent]:
         if incident_id:

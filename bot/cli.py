@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     backup.add_argument("--config", required=True)
     backup.add_argument("environment")
 
-    audit = sub.add_parser("audit", help="print the audit trail")
+    audit = sub.add_parser("audit", help="print the audit trail, or check its hash chain (audit verify)")
+    audit.add_argument("check", nargs="?", choices=["verify"], help="verify: check the hash chain, row by row")
     audit.add_argument("--config", required=True)
     audit.add_argument("--incident", help="only this incident (INC-…)")
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -157,6 +158,8 @@ def _backup(settings: Settings, environment: str) -> int:
 
 
 def _audit(store: Store, args: argparse.Namespace) -> int:
+    if args.check == "verify":
+        return _verify(store)
     events = store.audit_events(args.incident)
     if args.incident and not events:
         print(f"rollback-bot: no audit events for incident {args.incident}", file=sys.stderr)
@@ -169,6 +172,19 @@ def _audit(store: Store, args: argparse.Namespace) -> int:
             detail = " ".join(f"{k}={v}" for k, v in event.detail.items() if v not in (None, ""))
             print(f"{event.at:%Y-%m-%d %H:%M:%S}  {event.actor:<10} {event.action:<22} {event.outcome:<8} {where}  {detail}".rstrip())
     return 0
+
+
+def _verify(store: Store) -> int:
+    """Exit 0 when every row's hash matches; otherwise name the first row that does not, exit 1."""
+    check = store.verify_audit()
+    if check.ok:
+        head = f"; head: row {check.head_seq}, {check.head}" if check.head else ""
+        print(f"audit chain OK: {check.rows} rows{head}")
+        return 0
+    print(f"audit chain BROKEN at row {check.first_bad_seq}: {check.problem}. "
+          f"The {check.rows} rows before it are intact (last good: row {check.head_seq}, {check.head}).",
+          file=sys.stderr)
+    return 1
 
 
 def _status(store: Store, args: argparse.Namespace) -> int:

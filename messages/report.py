@@ -71,6 +71,8 @@ def report_markdown(view: ReportView) -> str:
         "|---|---|---|---|",
         *[f"| {at:%H:%M:%S} | {_cell(actor)} | {_cell(action)} | {_cell(outcome)} |" for at, actor, action, outcome in view.audit],
         "",
+        *([f"Audit chain head when this report was written: row {view.audit_head[0]}, `{view.audit_head[1]}`. "
+           "`rollback-bot audit verify` checks the chain up to it.", ""] if view.audit_head else []),
         "## Sign-offs",
         "",
         *[f"- {title}: {user or '_________________'} Date: {at[:10] if at else '_______'}"

@@ -113,6 +113,7 @@ class ReportView:
     what_failed: str | None = None
     prevention: str | None = None
     signoffs: tuple[tuple[str, str | None, str | None], ...] = ()  # role title, user, ISO time
+    audit_head: tuple[int, str] | None = None  # (seq, hash) of the audit chain when the report was written
 
 
 @dataclass(frozen=True)
