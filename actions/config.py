@@ -125,6 +125,7 @@ class BotConfig(_Strict):
     operators: list[str] = Field(min_length=1)
     approvers: list[str] = Field(min_length=1)
     two_person_rule: bool = True
+    approval_ttl_seconds: float = Field(900.0, gt=0)  # a pending approval expires this long after the run waits on it
     update_interval_seconds: float = Field(300, ge=0.2)
     create_channel: bool = False  # a channel per incident: inc-<yyyymmdd>-<env>-<nnnn>
     notify_channels: list[str] = Field(default_factory=list)  # also told when an incident opens

@@ -61,6 +61,8 @@ class ApprovalState(StrEnum):
     APPROVED = "approved"
     DENIED = "denied"
     VOID = "void"  # the run ended before anybody decided
+    EXPIRED = "expired"  # nobody decided within approval_ttl_seconds of the run waiting for it
+    SUPERSEDED = "superseded"  # approved, but the plan changed before it ran: a new approval was asked
 
 
 class Role(StrEnum):
@@ -186,8 +188,10 @@ class Approval(_Row):
     decided_at: datetime | None = None
     channel: str | None = None
     message_ts: str | None = None
+    binding: str | None = None  # actions/gate.py: what exactly this approval may open
+    expires_at: datetime | None = None  # set when the run starts waiting for the decision
     _json = ("preview",)
-    _times = ("requested_at", "decided_at")
+    _times = ("requested_at", "decided_at", "expires_at")
     _types = {"state": ApprovalState}
 
 

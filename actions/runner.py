@@ -14,40 +14,30 @@ from typing import Any, Callable
 
 from actions.events import (
     ApprovalDecided,
-    ApprovalRequested,
     Emit,
     IncidentChanged,
     RunEnded,
     RunStarted,
     StepChanged,
 )
-from actions.plan import Outcome, Plan, RunContext, Step, StepFailed, new_approval_id
+from actions.plan import Outcome, Plan, RunContext, Step, StepFailed
 from actions.progress import ProgressView, RestoreProgress
 from actions.records import (
-    Actor,
     AlertStatus,
     Approval,
     ApprovalState,
     Incident,
     IncidentStatus,
-    Role,
     Run,
     RunState,
     StepState,
 )
 from actions.redact import Redactor
-from actions.results import AlreadyDecided, ApprovalNotFound, Decided, DecideResult, Refused
 from actions.config import Settings
 from actions.store import AsyncStore
+from actions.runner_gates import ApprovalGates, _Denied
 
 log = logging.getLogger(__name__)
-
-
-class _Denied(Exception):
-    """Raised inside the runner when an approval it depends on was denied."""
-
-    def __init__(self, approval: Approval):
-        self.approval = approval
 
 
 async def _cancel(task: asyncio.Task) -> None:
@@ -60,7 +50,7 @@ def new_error_id() -> str:
     return "E-" + secrets.token_hex(3)
 
 
-class Runner:
+class Runner(ApprovalGates):
     """Runs plans as asyncio tasks, one per run, and records approval decisions."""
 
     def __init__(self, settings: Settings, store: AsyncStore, emit: Emit, redactor: Redactor):
@@ -90,50 +80,6 @@ class Runner:
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
-
-    # -- decisions -----------------------------------------------------------------------------
-
-    async def decide(self, approval_id: str, actor: Actor, approve: bool, *, incident_id: str) -> DecideResult:
-        """Approve or deny. Authorisation is checked here, and only here; refusals are audited."""
-        approval = await self.store.approval(approval_id)
-        if approval is None or approval.incident_id != incident_id:
-            await self.store.audit(actor.user_id, "approval.unknown", outcome="refused", approval=approval_id,
-                                   claimed_incident=incident_id)
-            return ApprovalNotFound(approval_id)
-        where = {"environment": approval.environment, "incident_id": approval.incident_id, "run_id": approval.run_id}
-        action = "approve" if approve else "deny"
-        refusal = self._refusal(approval, actor)
-        if refusal:
-            await self.store.audit(actor.user_id, f"{action}.refused", outcome="refused", **where,
-                                   approval=approval_id, reason=refusal.reason)
-            return refusal
-        state = ApprovalState.APPROVED if approve else ApprovalState.DENIED
-        # The claim is one conditional UPDATE: of racing clicks exactly one changes the row.
-        if approval.state is not ApprovalState.PENDING or not await self.store.claim_approval(
-                approval_id, state, actor.user_id):
-            approval = await self.store.approval(approval_id)
-            await self.store.audit(actor.user_id, f"{action}.too_late", outcome="refused", **where,
-                                   approval=approval_id, state=approval.state, decided_by=approval.decided_by)
-            return AlreadyDecided(approval)
-        decided = await self.store.approval(approval_id)
-        await self.store.audit(actor.user_id, "approved" if approve else "denied", **where,
-                               approval=approval_id, steps=approval.step_keys)
-        future = self._decisions.get(approval_id)
-        if future is not None and not future.done():
-            future.set_result(decided)
-        run = await self.store.run(approval.run_id)
-        self.emit(ApprovalDecided(await self.store.incident(approval.incident_id), run, decided))
-        return Decided(decided)
-
-    def _refusal(self, approval: Approval, actor: Actor) -> Refused | None:
-        approvers = tuple(self.settings.bot.approvers)
-        if not actor.has(Role.APPROVER):
-            return Refused("only approvers may approve or deny a destructive step", Role.APPROVER, approvers)
-        if self.settings.bot.two_person_rule and actor.user_id == approval.requested_by:
-            others = tuple(a for a in approvers if a != actor.user_id)
-            return Refused("the two-person rule is on: the person who asked for the rollback cannot "
-                           "approve or deny it; another approver must", Role.APPROVER, others)
-        return None
 
     # -- execution -----------------------------------------------------------------------------
 
@@ -192,14 +138,14 @@ class Runner:
                 if index in groups:
                     if index not in asked:  # not asked early: ask now
                         asked[index] = await self._ask(ctx, groups[index])
-                    await self._wait_for_approval(ctx, asked[index], groups[index])
+                    asked[index] = await self._wait_for_approval(ctx, asked[index], groups[index])
                 await self._run_step(ctx, step, pending=list(asked.values()))
                 await self._raise_if_denied(asked.values())
                 if step.key in ask_after and ask_after[step.key] not in asked:
                     group_index = ask_after[step.key]
                     asked[group_index] = await self._ask(ctx, groups[group_index])
         except _Denied as denied:
-            state, reason, failed_step = RunState.DENIED, f"denied by <@{denied.approval.decided_by}>", None
+            state, reason, failed_step = RunState.DENIED, self._why_not(denied.approval), None
         except asyncio.CancelledError:
             raise  # the bot is stopping: the run stays open in the store for a restart to report
         except Exception as exc:
@@ -250,36 +196,6 @@ class Runner:
         if outcome.facts:
             await self._remember(ctx, outcome.facts)
         await self._step_transition(ctx, step, StepState.SUCCEEDED, outcome.detail)
-
-    async def _raise_if_denied(self, approvals) -> None:
-        """Obey a denial that arrived while an uninterruptible step was running."""
-        for approval in approvals:
-            future = self._decisions.get(approval.id)
-            if future is not None and future.done() and future.result().state is ApprovalState.DENIED:
-                raise _Denied(future.result())
-
-    async def _ask(self, ctx: RunContext, group: tuple[Step, ...]) -> Approval:
-        preview = group[0].preview(ctx)  # type: ignore[misc]  (Plan guarantees it)
-        approval = await self.store.create_approval(
-            approval_id=new_approval_id(), run=ctx.run, step_keys=[s.key for s in group], preview=preview.as_dict())
-        self._decisions[approval.id] = asyncio.get_running_loop().create_future()
-        await self.store.audit("bot", "approval.requested", environment=ctx.run.environment,
-                               incident_id=ctx.incident.id, run_id=ctx.run.id, approval=approval.id,
-                               steps=approval.step_keys, preview=preview.as_dict())
-        self.emit(ApprovalRequested(ctx.incident, await self.store.run(ctx.run.id), approval))
-        return approval
-
-    def _decision(self, approval_id: str) -> asyncio.Future[Approval]:
-        return self._decisions.setdefault(approval_id, asyncio.get_running_loop().create_future())
-
-    async def _wait_for_approval(self, ctx: RunContext, approval: Approval, group: tuple[Step, ...]) -> None:
-        decided = await self.store.approval(approval.id)
-        if decided.state is ApprovalState.PENDING:
-            for step in group:
-                await self._step_transition(ctx, step, StepState.WAITING)
-            decided = await self._decision(approval.id)
-        if decided.state is not ApprovalState.APPROVED:
-            raise _Denied(decided)
 
     async def _step_transition(self, ctx: RunContext, step: Step, state: StepState, detail: str | None = None) -> None:
         detail = None if detail is None else self.redact(detail)

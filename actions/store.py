@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(id), incident_id TEXT NOT NULL,
     environment TEXT NOT NULL, step_keys TEXT NOT NULL, preview TEXT NOT NULL, state TEXT NOT NULL,
     requested_by TEXT NOT NULL, requested_at TEXT NOT NULL, decided_by TEXT, decided_at TEXT,
-    channel TEXT, message_ts TEXT
+    channel TEXT, message_ts TEXT, binding TEXT, expires_at TEXT
 );
 CREATE TABLE IF NOT EXISTS checklist (
     incident_id TEXT NOT NULL REFERENCES incidents(id), item TEXT NOT NULL, checked INTEGER NOT NULL,
@@ -89,6 +89,7 @@ CREATE TRIGGER IF NOT EXISTS audit_is_append_only_d BEFORE DELETE ON audit
 
 
 # Columns added to `incidents` after its first version, with their SQL types and defaults.
+APPROVAL_COLUMNS = {"binding": "TEXT", "expires_at": "TEXT"}
 INCIDENT_COLUMNS = {
     "level": "INTEGER NOT NULL DEFAULT 1", "severity": "TEXT", "summary": "TEXT", "closed_at": "TEXT",
     "root_cause": "TEXT", "what_failed": "TEXT", "prevention": "TEXT",
@@ -126,6 +127,9 @@ class Store(PostIncidentStore):
         for name, kind in INCIDENT_COLUMNS.items():
             if name not in incidents.columns_dict:
                 self.db.execute(f"ALTER TABLE incidents ADD COLUMN {name} {kind}")  # names from INCIDENT_COLUMNS
+        for name, kind in APPROVAL_COLUMNS.items():
+            if name not in self.db["approvals"].columns_dict:
+                self.db.execute(f"ALTER TABLE approvals ADD COLUMN {name} {kind}")  # names from APPROVAL_COLUMNS
 
     def close(self) -> None:
         self.db.conn.close()
@@ -288,12 +292,12 @@ class Store(PostIncidentStore):
     # -- approvals ----------------------------------------------------------------------------
 
     def create_approval(self, *, approval_id: str, run: Run, step_keys: list[str],
-                        preview: dict[str, Any]) -> Approval:
+                        preview: dict[str, Any], binding: str | None = None) -> Approval:
         self.db["approvals"].insert({
             "id": approval_id, "run_id": run.id, "incident_id": run.incident_id,
             "environment": run.environment, "step_keys": ",".join(step_keys),
             "preview": json.dumps(preview, default=str), "state": ApprovalState.PENDING,
-            "requested_by": run.requested_by, "requested_at": iso(utcnow()),
+            "requested_by": run.requested_by, "requested_at": iso(utcnow()), "binding": binding,
         })
         return self.approval(approval_id)
 
@@ -301,16 +305,32 @@ class Store(PostIncidentStore):
         row = self._one("SELECT * FROM approvals WHERE id = ?", (approval_id,))
         return row and Approval.from_row(row)
 
+    def approvals_of(self, run_id: str) -> list[Approval]:
+        rows = self.db.query("SELECT * FROM approvals WHERE run_id = ? ORDER BY requested_at, rowid", (run_id,))
+        return [Approval.from_row(row) for row in rows]
+
     def pending_approvals(self, run_id: str) -> list[Approval]:
         rows = self.db.query("SELECT * FROM approvals WHERE run_id = ? AND state = ?", (run_id, ApprovalState.PENDING))
         return [Approval.from_row(row) for row in rows]
 
-    def claim_approval(self, approval_id: str, state: ApprovalState, decided_by: str) -> bool:
-        """Record a decision if nobody decided first; True only for the one caller that won."""
+    def claim_approval(self, approval_id: str, state: ApprovalState, decided_by: str, *,
+                       expected: ApprovalState = ApprovalState.PENDING) -> bool:
+        """Record a decision if nobody decided first; True only for the one caller that won.
+
+        A pending approval past its expiry can only become EXPIRED (or VOID): a click that
+        arrives late loses, even if the runner has not yet noticed the time.
+        """
+        late = "" if state in (ApprovalState.EXPIRED, ApprovalState.VOID) else \
+            " AND (expires_at IS NULL OR expires_at > ?)"
+        now = iso(utcnow())
         cursor = self.db.execute(
-            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ? WHERE id = ? AND state = ?",
-            (state, decided_by, iso(utcnow()), approval_id, ApprovalState.PENDING))
+            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ? WHERE id = ? AND state = ?" + late,
+            (state, decided_by, now, approval_id, expected, *((now,) if late else ())))
         return cursor.rowcount == 1
+
+    def set_approval_expiry(self, approval_id: str, expires_at: str) -> None:
+        self.db.execute("UPDATE approvals SET expires_at = ? WHERE id = ? AND expires_at IS NULL",
+                        (expires_at, approval_id))
 
     def set_approval_message(self, approval_id: str, channel: str, ts: str) -> None:
         self.db["approvals"].update(approval_id, {"channel": channel, "message_ts": ts})

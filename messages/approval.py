@@ -16,7 +16,13 @@ from messages.blocks import (
 from messages.ids import ActionId, ApprovalButton
 from messages.views import ApprovalView
 
-DECIDED = {"approved": "✅ Approved", "denied": "🛑 Denied", "void": "⌛ No longer needed"}
+DECIDED = {"approved": "✅ Approved", "denied": "🛑 Denied", "void": "⌛ No longer needed", "expired": "⌛ Expired",
+           "superseded": "♻️ Superseded"}
+BY_BOT = {  # decided by the bot, not a person: why, instead of by whom
+    "void": ": the rollback ended before anybody decided",
+    "expired": ": nobody decided in time, so nothing it covers will run",
+    "superseded": ": the plan changed after it was approved; a new approval was asked",
+}
 
 
 def approval_message(view: ApprovalView) -> SlackMessage:
@@ -43,11 +49,9 @@ def approval_message(view: ApprovalView) -> SlackMessage:
                     button("Deny", ActionId.DENY, value)),
         ]
     else:
-        by = f" by {mention(view.decided_by)}" if view.decided_by and view.state != "void" else ""
+        by = f" by {mention(view.decided_by)}" if view.decided_by and view.state not in BY_BOT else ""
         when = f" at {view.decided_at:%H:%M:%S} UTC" if view.decided_at else ""
-        outcome = f"{DECIDED.get(view.state, view.state)}{by}{when}"
-        if view.state == "void":
-            outcome += ": the rollback ended before anybody decided"
+        outcome = f"{DECIDED.get(view.state, view.state)}{by}{when}{BY_BOT.get(view.state, '')}"
         blocks.append(section(f"*{outcome}*"))
         text += f" — {outcome}"
     return SlackMessage(text, blocks)

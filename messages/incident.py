@@ -63,7 +63,10 @@ def run_started(plan_title: str, environment: str, requested_by: str, run_id: st
 
 def decision_line(state: str, decided_by: str) -> SlackMessage:
     """The approval decision, repeated in the alert's thread so the progress reads in order."""
-    text = f"{'✅ Approved' if state == 'approved' else '🛑 Denied'} by <@{decided_by}>"
+    text = {"approved": f"✅ Approved by <@{decided_by}>", "denied": f"🛑 Denied by <@{decided_by}>",
+            "expired": "⌛ The approval expired: nobody decided in time",
+            "superseded": "♻️ The approved plan changed before it ran: the approval is void and a new one was asked",
+            }.get(state, f"Approval {state}")
     return SlackMessage(text, [section(text)])
 
 
