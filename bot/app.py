@@ -22,6 +22,7 @@ from bot.access import Access
 from bot.credentials import SlackCredentials
 from bot.notifier import Notifier
 from bot.poster import Poster
+from bot.redaction import RedactingWebClient, redact_responses
 from bot.schedule import Schedule
 from bot.watching import Watches
 
@@ -40,9 +41,11 @@ class Deps:
     watches: Watches  # `/rollback watch`: at most one per environment
 
 
-def web_client(credentials: SlackCredentials) -> AsyncWebClient:
-    """A Web API client for `SLACK_API_URL` that retries connection errors, 429 (after Retry-After) and 5xx."""
-    return AsyncWebClient(
+def web_client(credentials: SlackCredentials, redact: Redactor) -> AsyncWebClient:
+    """A Web API client for `SLACK_API_URL` that retries connection errors, 429 (after Retry-After) and 5xx,
+    and masks secrets in every request body it sends."""
+    return RedactingWebClient(
+        redact=redact,
         token=credentials.bot_token.get_secret_value(),
         base_url=credentials.api_url,
         retry_handlers=[
@@ -62,8 +65,8 @@ def redactor_for(settings: Settings, credentials: SlackCredentials) -> Redactor:
 
 def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode: bool = False) -> tuple[AsyncApp, Deps]:
     """The Bolt app with every listener registered, and its dependencies (start the notifier yourself)."""
-    client = web_client(credentials)
     redact = redactor_for(settings, credentials)
+    client = web_client(credentials, redact)
     store = AsyncStore(Store(settings.bot.audit_db))
     titles = {name: spec.title for name, spec in PLANS.items()}
     access = Access(settings, client)
@@ -80,6 +83,7 @@ def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode
         signing_secret=credentials.signing_secret.get_secret_value() if credentials.signing_secret else None,
         request_verification_enabled=not socket_mode,
     )
+    redact_responses(app, redact)
     commands.register(app, deps)
     approvals.register(app, deps)
     lifecycle.register(app, deps)
