@@ -18,6 +18,8 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from psycopg import sql
+
 from actions import appctl, pg
 from actions.backups import BackupFile, BackupProblem, backup_name, human_size, newest_backup, read_all_data, read_toc
 from actions.plan import ApprovalPreview, Outcome, Plan, RunContext, Step, StepFailed, StepOutcome
@@ -67,10 +69,14 @@ async def preflight(ctx: RunContext) -> StepOutcome:
     async with conn:
         if not await pg.database_exists(conn, live):
             raise StepFailed(f"the live database {live} does not exist on {env.target}")
-        for name, what in ((aside, "restored copy"), (keep_as, "kept failed database")):
-            if await pg.database_exists(conn, name):
-                raise StepFailed(f"a database named {name} (the {what}'s name) already exists, probably from "
-                                 "an earlier attempt; inspect it and drop or rename it, then try again")
+        if await pg.database_exists(conn, keep_as):
+            raise StepFailed(f"{keep_as} exists: an earlier run of this incident already swapped the restored copy in, "
+                             f"so {live} is the restored database. Start the application and check it, or mark the "
+                             "incident resolved; a second full rollback would replace the restored data")
+        # The aside copy's name carries this incident's id: one that exists was left by an earlier,
+        # interrupted run of this same incident. It never held live data and was never verified,
+        # so it is restored again from scratch.
+        leftover = await pg.database_exists(conn, aside)
         if not await pg.may_swap(conn, live):
             raise StepFailed(f"the configured role may not create and rename databases: it needs to be superuser, "
                              f"or to have CREATEDB and be a member of {live}'s owner role")
@@ -78,10 +84,12 @@ async def preflight(ctx: RunContext) -> StepOutcome:
         size = await pg.scalar(conn, "SELECT pg_database_size(%s)", (live,))
         disk = await _disk_room(conn, size)
     facts = {"backup_path": str(backup.path), "backup_created": backup.created.isoformat(), "backup_size": backup.size,
-             "toc_entries": len(toc.entries), "live": live, "aside": aside, "keep_as": keep_as, "live_size": size}
+             "toc_entries": len(toc.entries), "live": live, "aside": aside, "keep_as": keep_as, "live_size": size,
+             "leftover_aside": leftover}
+    again = f"; {aside}, left by an interrupted run of this incident, will be restored again" if leftover else ""
     return StepOutcome(
         f"backup {backup.describe()}: read in full in {read_seconds:.1f} s, {len(toc.entries)} items; "
-        f"{env.target} reachable (PostgreSQL {version}), {human_size(size)}; {disk}", facts)
+        f"{env.target} reachable (PostgreSQL {version}), {human_size(size)}; {disk}{again}", facts)
 
 
 async def _disk_room(conn, needed: int) -> str:
@@ -110,6 +118,8 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
     env = ctx.environment
     live, aside, _ = names(ctx)
     async with await pg.admin(env) as conn:
+        if ctx.facts.get("leftover_aside"):
+            await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(aside)))
         await pg.create_database_like(conn, live, aside)
     await ctx.remember({"aside_created": True})
     ctx.settings.logs_dir.mkdir(parents=True, exist_ok=True)

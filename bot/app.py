@@ -17,7 +17,7 @@ from actions.redact import Redactor, dsn_secrets
 from actions.plans import PLANS
 from actions.service import RollbackService
 from actions.store import AsyncStore, Store
-from bot import approvals, commands, lifecycle
+from bot import approvals, commands, lifecycle, recovery
 from bot.access import Access
 from bot.credentials import SlackCredentials
 from bot.notifier import Notifier
@@ -87,4 +87,5 @@ def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode
     commands.register(app, deps)
     approvals.register(app, deps)
     lifecycle.register(app, deps)
+    recovery.register(app, deps)
     return app, deps

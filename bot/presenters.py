@@ -82,7 +82,8 @@ def run_end_view(incident: Incident, run: Run, steps: tuple[StepRecord, ...], ou
     return RunEndView(
         incident_id=incident.id, environment=run.environment, plan_title=plan_title, state=run.state.value,
         reason=run.outcome or "", failed_step=failed, live_state=outcome.live_state,
-        next_steps=outcome.next_steps, seconds=seconds, skipped=skipped)
+        next_steps=outcome.next_steps, seconds=seconds, skipped=skipped, run_id=run.id,
+        interrupted=(run.outcome or "").startswith("interrupted"))
 
 
 def resolved_view(incident: Incident, run: Run, steps: list[StepRecord], settings: Settings) -> ResolvedView:

@@ -14,6 +14,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 
 from actions.config import Settings
+from bot import recovery
 from bot.app import create_app
 from bot.credentials import SlackCredentials
 
@@ -37,6 +38,8 @@ class BotRuntime:
     async def start(self) -> None:
         self.deps.notifier.start()
         await self.deps.service.report_interrupted()
+        await self.deps.notifier.drain()  # the interrupted runs' messages first, then what they left behind
+        await recovery.offer_cleanup(self.deps)
         await self.deps.schedule.resume()
 
     async def serve_http(self, host: str = "127.0.0.1", port: int = 3000) -> int:

@@ -21,6 +21,8 @@ class ActionId(StrEnum):
     ESCALATE = "incident-escalate"
     RESOLVE = "incident-resolve"
     EDIT_REPORT = "report-edit"
+    RUN_AGAIN = "run-again"  # an interrupted run: start the same plan again in the same incident
+    CLEAN_UP = "clean-up"  # leftover restored copies: start the gated `cleanup` plan
     REMEDY = "remedy"  # + "-<n>": a diagnose finding's fix; starts a gated `remedy` run
     CHECKLIST_PREFIX = "checklist-"  # + group key: one checkboxes element per group
     SIGN_OFF_PREFIX = "signoff-"  # + role key: one button per sign-off role
@@ -55,3 +57,20 @@ class RemedyButton(BaseModel):
     environment: str = Field(max_length=40)
     kind: str = Field(max_length=20)
     target: dict[str, str | int] = Field(max_length=4)
+
+
+class RunButton(BaseModel):
+    """The value of the buttons on an interrupted run's message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    incident: str = Field(max_length=40)
+    run: str = Field(max_length=60)
+
+
+class EnvironmentButton(BaseModel):
+    """The value of the clean-up button the bot posts at start-up."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    environment: str = Field(max_length=40)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from messages.blocks import SlackMessage, actions, button, confirm_dialog, context, duration, fields, header, section
-from messages.ids import ActionId, IncidentButton
+from messages.ids import ActionId, IncidentButton, RunButton
 from messages.views import AlertView, ResolvedView, RunEndView, StepView
 
 STEP_ICONS = {
@@ -98,6 +98,16 @@ def run_ended(view: RunEndView) -> SlackMessage:
         notes.append("Not run: " + ", ".join(view.skipped) + ".")
     blocks = [section(f"*{label}* {body}" if body else label) for label, body in parts]
     blocks.append(context(" ".join(notes)))
+    if view.interrupted:
+        value = RunButton(incident=view.incident_id, run=view.run_id).model_dump_json()
+        blocks.append(actions(
+            "recovery",
+            button("▶️ Start again", ActionId.RUN_AGAIN, value, style="primary", confirm=confirm_dialog(
+                "Start again?", f"A new {view.plan_title.lower()} of `{view.environment}` in {view.incident_id}, from "
+                "its first step, with the same approval before anything live changes.", "Start again")),
+            button("🧹 Abandon and clean up", ActionId.CLEAN_UP, value, confirm=confirm_dialog(
+                "Abandon this run?", "Nothing is started again. Leftover restored copies are listed and dropped "
+                "after an approval; live and the kept failed copy are never touched.", "Abandon"))))
     text = "\n".join(f"{label} {body}".strip() for label, body in parts)
     return SlackMessage(f"{text}\n{' '.join(notes)}", blocks)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from messages.blocks import SlackMessage, actions, button, confirm_dialog, context, header, mention, section
-from messages.ids import ActionId, IncidentButton
+from messages.ids import ActionId, EnvironmentButton, IncidentButton
 
 QUESTION = ("Migration issue detected. *Is it a CRITICAL issue?*\n"
             "• *CRITICAL* — data corruption, loss of connectivity, FK violations → immediate full rollback\n"
@@ -76,3 +76,18 @@ def page(incident_id: str, channel: str, why: str) -> SlackMessage:
     """The direct message an approver gets when paged or notified."""
     text = f"📟 {incident_id} needs you: {why}. See <#{channel}>."
     return SlackMessage(text, [section(text)])
+
+
+def leftover_copies(environment: str, copies: list[tuple[str, str]]) -> SlackMessage:
+    """At start-up: restored copies that interrupted runs left behind, and a button to drop them."""
+    listing = "\n".join(f"• `{name}` ({size})" for name, size in copies)
+    text = (f"🧹 Found at start-up: {len(copies)} leftover restored cop{'y' if len(copies) == 1 else 'ies'} of "
+            f"`{environment}`, left by interrupted or failed runs. They never became live and hold no data that "
+            "is not in the backup.")
+    value = EnvironmentButton(environment=environment).model_dump_json()
+    blocks = [section(text), section(listing),
+              actions("cleanup", button("🧹 Clean up (asks an approver)", ActionId.CLEAN_UP, value, confirm=confirm_dialog(
+                  "Drop leftover copies?", "An approver is asked before anything is dropped. Live and the kept "
+                  "failed copies are never touched.", "Ask an approver"))),
+              context(f"Or later: `/rollback cleanup {environment}`.")]
+    return SlackMessage(f"{text}\n{listing}", blocks)

@@ -40,6 +40,9 @@ VERBS: dict[str, tuple[str, str]] = {
               "30 minutes; stops by itself)."),
     "restore-quarantine": ("/rollback restore-quarantine <env> <incident>",
                            "Put back, exactly, the foreign-key orphans an incident moved into rollback_quarantine."),
+    "cleanup": ("/rollback cleanup <env>",
+                "Drop the restored copies that interrupted or failed runs left behind (never live, never a kept "
+                "failed copy), after an approval."),
     "status": ("/rollback status", "Open incidents and running rollbacks, with their current step."),
     "help": ("/rollback help", "This list."),
 }

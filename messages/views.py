@@ -62,6 +62,8 @@ class RunEndView:
     next_steps: str
     seconds: float | None
     skipped: tuple[str, ...] = ()
+    run_id: str = ""
+    interrupted: bool = False  # the bot stopped mid-run: offer to start again or to clean up
 
 
 @dataclass(frozen=True)

@@ -331,18 +331,30 @@ async def _close_restarted(h: Harness, restarted: BotRuntime) -> None:
 async def test_a_restarted_bot_reports_the_run_it_was_in_and_touches_nothing(tmp_path, crm, stand_in):
     h, restarted = await _crash_while_waiting_for_approval(tmp_path, crm, stand_in)
     slack = h.slack
+    first_request = await approval_message(h)
     try:
         port = await restarted.serve_http("127.0.0.1", 0)
         slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
         ending = await run_end(h, "interrupted: the bot stopped during “Swap the restored copy in”")
         assert "untouched" in ending.all_text()
         assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
-        # The environment is free again; the leftover copy is named, not silently dropped.
-        await slack.send_command(OPERATOR, "full staging")
-        second = await slack.wait_for(lambda: [m for m in slack.messages(CHANNEL, include_replies=True)
-                                               if m.reply_broadcast][1:], timeout=WAIT)
-        assert "already exists, probably from an earlier attempt" in second[0].all_text()
+        # The leftover copy is named at start-up, not silently dropped.
+        leftover = await slack.wait_for_message(CHANNEL, "Found at start-up: 1 leftover restored copy", timeout=WAIT)
+        assert "__rollback_" in leftover.all_text()
         assert any("__rollback_" in n for n in await database_names(h.crm.dbname))
+        # "Start again" on the interrupted run: the same incident, from the first step, the same gate.
+        await slack.click(OPERATOR, ending, "run-again")
+        await slack.wait_for_ephemeral(OPERATOR, "Started the full rollback", timeout=WAIT)
+        again = await slack.wait_for(lambda: next((m for m in slack.messages(CHANNEL) if "Approval needed" in m.all_text()
+                                                   and m.ts != first_request.ts), None), timeout=WAIT)
+        thread = "\n".join(m.all_text() for m in slack.messages(CHANNEL, include_replies=True))
+        assert "left by an interrupted run of this incident, will be restored again" in thread
+        await slack.click(APPROVER, again, "approval-approve")
+        await slack.wait_for_message(CHANNEL, "INCIDENT RESOLVED", timeout=WAIT)
+        await restarted.service.runner.wait_idle()
+        assert diff(h.crm.before, await fingerprint(h.crm.dsn)) == []
+        assert not any("__rollback_" in n for n in await database_names(h.crm.dbname))
+        assert len({r.incident_id for r in h.store().runs()}) == 1  # one incident, two runs
     finally:
         await _close_restarted(h, restarted)
 
