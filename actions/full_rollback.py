@@ -82,7 +82,7 @@ async def preflight(ctx: RunContext) -> StepOutcome:
                              f"or to have CREATEDB and be a member of {live}'s owner role")
         version = (await pg.scalar(conn, "SHOW server_version")).split(" ")[0]
         size = await pg.scalar(conn, "SELECT pg_database_size(%s)", (live,))
-        disk = await _disk_room(conn, size)
+        disk = await _disk_room(conn, live, size)
     facts = {"backup_path": str(backup.path), "backup_created": backup.created.isoformat(), "backup_size": backup.size,
              "toc_entries": len(toc.entries), "live": live, "aside": aside, "keep_as": keep_as, "live_size": size,
              "leftover_aside": leftover}
@@ -92,10 +92,13 @@ async def preflight(ctx: RunContext) -> StepOutcome:
         f"{env.target} reachable (PostgreSQL {version}), {human_size(size)}; {disk}{again}", facts)
 
 
-async def _disk_room(conn, needed: int) -> str:
-    """Free space where the server keeps its data, when this host can see it (a local server)."""
+async def _disk_room(conn, live: str, needed: int) -> str:
+    """Free space where the copy will be written — the live database's tablespace, which the copy
+    inherits, else the data directory — when this host can see it (a local server)."""
     try:
-        data_dir = await pg.scalar(conn, "SHOW data_directory")
+        data_dir = await pg.scalar(
+            conn, "SELECT coalesce(nullif(pg_tablespace_location(d.dattablespace), ''), "
+                  "current_setting('data_directory')) FROM pg_database d WHERE d.datname = %s", (live,))
     except Exception:
         return "disk room not checked (the role may not read data_directory)"
     if not data_dir or not Path(data_dir).exists():
@@ -133,9 +136,9 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
          f"--dbname={target}", ctx.facts["backup_path"]],
         env=secret_env, on_line=progress.feed, log_path=log_path)
     if not result.ok:
-        errors = [line for line in result.output_tail if "error" in line.lower()]
-        raise StepFailed(f"pg_restore failed (exit {result.returncode}): "
-                         f"{(errors or [result.last_line()])[-1].removeprefix('pg_restore: ')} — log: {log_path}")
+        cause = result.cause()
+        raise StepFailed(f"pg_restore failed ({result.how_it_ended()})"
+                         + (f": {cause.removeprefix('pg_restore: ')}" if cause else "") + f" — log: {log_path}")
     progress.finish()
     async with await pg.admin(env) as conn:
         copied = await pg.copy_database_properties(conn, live, aside)
@@ -167,6 +170,9 @@ def _backup(ctx: RunContext) -> BackupFile:
 
 async def swap(ctx: RunContext) -> StepOutcome:
     live, aside, keep_as = names(ctx)
+    # Written before anything is renamed: without it, a later "the server did not answer" can
+    # only mean the swap never began, and live is known to be untouched.
+    await ctx.remember({"swap_started": True})
     async with await pg.admin(ctx.environment) as conn:
         result = await pg.swap_databases(conn, live=live, restored=aside, keep_as=keep_as)
     await ctx.remember({"swapped": True, "swap_window_seconds": result.window_seconds})
@@ -231,7 +237,10 @@ async def reconcile(ctx: RunContext) -> None:
             kept, copy = await pg.database_exists(conn, keep_as), await pg.database_exists(conn, aside)
             open_to_clients = await pg.scalar(conn, "SELECT datallowconn FROM pg_database WHERE datname = %s", (live,))
     except Exception:
-        await ctx.remember({"swap_state": "unknown"})
+        if ctx.facts.get("swap_started"):
+            await ctx.remember({"swap_state": "unknown"})
+        else:  # the swap never began: live is untouched whatever the server says now
+            await ctx.remember({"swapped": False, "swap_state": "known", "server_unreachable": True})
         return
     await ctx.remember({"swapped": kept and not copy, "aside_created": copy, "swap_state": "known",
                         "live_refuses_connections": open_to_clients is False})
@@ -244,9 +253,13 @@ async def abort(ctx: RunContext) -> str:
         return "Nothing was cleaned up: the server could not be asked where the databases stand."
     if ctx.facts.get("aside_created") and not ctx.facts.get("swapped"):
         _, aside, _ = names(ctx)
-        async with await pg.admin(ctx.environment) as conn:
-            await pg.drop_database(conn, aside)
-        done.append(f"The restored copy {aside} was dropped.")
+        try:
+            async with await pg.admin(ctx.environment) as conn:
+                await pg.drop_database(conn, aside)
+            done.append(f"The restored copy {aside} was dropped.")
+        except Exception:  # the server is down or refusing: the copy may remain, so name it
+            done.append(f"The restored copy `{aside}` could not be dropped (the server did not answer): once the "
+                        f"server is back, run `/rollback cleanup {ctx.environment.name}` (it asks an approver).")
     if ctx.facts.get("app_stopped") and not ctx.facts.get("swapped") and ctx.environment.stop_app == "at_swap":
         # The app was up on the live database before the swap window; put it back as it was.
         await appctl.run_commands(ctx.environment, "start")

@@ -31,6 +31,26 @@ class ProcessResult:
     def last_line(self) -> str:
         return self.output_tail[-1] if self.output_tail else "(no output)"
 
+    def how_it_ended(self) -> str:
+        """"exit 1", or "killed by signal 9 (SIGKILL)" for a negative return code."""
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = "unknown signal"
+            return f"killed by signal {-self.returncode} ({name})"
+        return f"exit {self.returncode}"
+
+    def cause(self) -> str | None:
+        """The line that says why it failed: the server's first ERROR, else the first line that
+        mentions an error and is not a parallel worker's echo of someone else's ("a worker process
+        died unexpectedly"), else None — a progress line is never presented as the reason."""
+        lines = [line for line in self.output_tail if line.strip()]
+        server = [line for line in lines if "ERROR:" in line]
+        if server:
+            return server[0]
+        return next((line for line in lines if "error" in line.lower() and "worker process died" not in line), None)
+
 
 class ProcessTimeout(Exception):
     def __init__(self, argv: Sequence[str], seconds: float):
