@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actions import app_rollback, cleanup, columns_rollback, drop_objects, full_rollback, quarantine, remedies, rerun, tables_rollback
+from actions import app_restart, app_rollback, cleanup, columns_rollback, drop_objects, full_rollback, quarantine, remedies, rerun, tables_rollback
 from actions.plan import PlanSpec
 
 PLANS: dict[str, PlanSpec] = {
@@ -16,4 +16,5 @@ PLANS: dict[str, PlanSpec] = {
     "remedy": remedies.SPEC,  # started by a diagnose report's buttons, not typed
     "restore-quarantine": quarantine.RESTORE_SPEC,
     "cleanup": cleanup.SPEC,
+    "restart": app_restart.SPEC,  # from the button on a full rollback whose application did not come back
 }

@@ -10,7 +10,8 @@ from actions.incidents import LEVELS
 from actions.plan import ApprovalPreview, Outcome
 from actions.postincident import CHECKLIST
 from actions.progress import ProgressView
-from actions.records import AlertStatus, Approval, Incident, IncidentStatus, Run, StepRecord, StepState, parse_time, utcnow
+from actions.records import (AlertStatus, Approval, Incident, IncidentStatus, Run, RunState, StepRecord, StepState,
+                             parse_time, utcnow)
 from actions.snapshot import Snapshot
 from messages.views import (
     AlertView,
@@ -83,7 +84,9 @@ def run_end_view(incident: Incident, run: Run, steps: tuple[StepRecord, ...], ou
         incident_id=incident.id, environment=run.environment, plan_title=plan_title, state=run.state.value,
         reason=run.outcome or "", failed_step=failed, live_state=outcome.live_state,
         next_steps=outcome.next_steps, seconds=seconds, skipped=skipped, run_id=run.id,
-        interrupted=(run.outcome or "").startswith("interrupted"))
+        interrupted=(run.outcome or "").startswith("interrupted"),
+        retry_app=run.state is RunState.FAILED and (run.plan == "restart" or bool(run.facts.get("swapped")))
+        and any(s.state is StepState.FAILED and s.key in ("start_app", "smoke") for s in steps))
 
 
 def resolved_view(incident: Incident, run: Run, steps: list[StepRecord], settings: Settings) -> ResolvedView:

@@ -37,6 +37,19 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await _tell(respond, await start_plan(deps, user, run.plan, run.environment,
                                               tuple(run.facts.get("args", []))))
 
+    @app.action(ActionId.RETRY_APP.value)
+    async def retry_app(ack, body, action, respond) -> None:
+        """The swap is done but the application is not back: start it and check it again (no approval:
+        the database is not touched)."""
+        await ack()
+        user = body["user"]["id"]
+        run = await _run_of(deps, user, action, "retry-app")
+        if isinstance(run, str):
+            return await _tell(respond, replies.not_possible(run))
+        if run.ended_at is None or not (run.plan == "restart" or run.facts.get("swapped")):
+            return await _tell(respond, replies.not_possible(f"run {run.id} did not leave a swapped database behind"))
+        await _tell(respond, await start_plan(deps, user, "restart", run.environment, ()))
+
     @app.action(ActionId.CLEAN_UP.value)
     async def clean_up(ack, body, action, respond) -> None:
         await ack()
@@ -56,6 +69,16 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
 async def _interrupted_run(deps: Deps, user: str, action: dict, what: str):
     """The run a recovery button names, if it is an ended, interrupted run of that incident; else why not."""
+    run = await _run_of(deps, user, action, what)
+    if isinstance(run, str):
+        return run
+    if run.ended_at is None or not (run.outcome or "").startswith("interrupted"):
+        return f"run {run.id} was not interrupted"
+    return run
+
+
+async def _run_of(deps: Deps, user: str, action: dict, what: str):
+    """The run a button names, if it belongs to the incident the button names; else why not."""
     try:
         button = RunButton.model_validate_json(action.get("value") or "")
     except ValidationError:
@@ -66,8 +89,6 @@ async def _interrupted_run(deps: Deps, user: str, action: dict, what: str):
     if run is None or run.incident_id != button.incident:
         await deps.store.audit(user, "button.tampered", outcome="refused", action=what, run=button.run)
         return f"there is no run {button.run} in {button.incident}"
-    if run.ended_at is None or not (run.outcome or "").startswith("interrupted"):
-        return f"run {run.id} was not interrupted"
     return run
 
 

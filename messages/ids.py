@@ -22,7 +22,8 @@ class ActionId(StrEnum):
     RESOLVE = "incident-resolve"
     EDIT_REPORT = "report-edit"
     RUN_AGAIN = "run-again"  # an interrupted run: start the same plan again in the same incident
-    CLEAN_UP = "clean-up"  # leftover restored copies: start the gated `cleanup` plan
+    CLEAN_UP = "clean-up"
+    RETRY_APP = "retry-app"  # the swap is done but the application did not come back: start and check it again  # leftover restored copies: start the gated `cleanup` plan
     REMEDY = "remedy"  # + "-<n>": a diagnose finding's fix; starts a gated `remedy` run
     CHECKLIST_PREFIX = "checklist-"  # + group key: one checkboxes element per group
     SIGN_OFF_PREFIX = "signoff-"  # + role key: one button per sign-off role

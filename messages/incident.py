@@ -98,6 +98,10 @@ def run_ended(view: RunEndView) -> SlackMessage:
         notes.append("Not run: " + ", ".join(view.skipped) + ".")
     blocks = [section(f"*{label}* {body}" if body else label) for label, body in parts]
     blocks.append(context(" ".join(notes)))
+    if view.retry_app:
+        value = RunButton(incident=view.incident_id, run=view.run_id).model_dump_json()
+        blocks.append(actions("retry", button("🔁 Retry the application start", ActionId.RETRY_APP, value,
+                                              style="primary")))
     if view.interrupted:
         value = RunButton(incident=view.incident_id, run=view.run_id).model_dump_json()
         blocks.append(actions(

@@ -64,6 +64,7 @@ class RunEndView:
     skipped: tuple[str, ...] = ()
     run_id: str = ""
     interrupted: bool = False  # the bot stopped mid-run: offer to start again or to clean up
+    retry_app: bool = False  # the swap is done, the application is not back: offer to retry its start
 
 
 @dataclass(frozen=True)

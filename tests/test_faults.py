@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import (ADMIN_DSN, APPROVER, CHANNEL, StandInApp, crm_database, database_names, drop_databases_like,
+from conftest import (ADMIN_DSN, APPROVER, CHANNEL, OPERATOR, StandInApp, crm_database, database_names, drop_databases_like,
                       start_harness)
 from demo.fingerprint import diff, fingerprint
 from test_full_rollback import STEP_TITLES, WAIT, approval_message, run_end, start_rollback
@@ -247,6 +247,13 @@ async def test_health_never_green_after_the_swap_keeps_the_incident_open(tmp_pat
         assert "Start the application" in again.all_text()
         await h.settle()
         assert diff(h.crm.before, await fingerprint(h.crm.dsn)) == []
+        # The retry the incident stays open for: someone fixes the app, then presses the button.
+        h.app.flag.touch()
+        await h.slack.click(OPERATOR, ending, "retry-app")
+        done = await h.slack.wait_for_message(CHANNEL, "Application restart of staging finished", timeout=WAIT)
+        assert "up and passes its checks" in done.all_text()
+        await h.settle()
+        assert h.store().open_incidents() and diff(h.crm.before, await fingerprint(h.crm.dsn)) == []
     finally:
         await h.close()
 
