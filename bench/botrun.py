@@ -1,0 +1,151 @@
+"""The real bot, in-process: Bolt over HTTP on localhost, driven by the project's fake Slack
+(signed requests, as Slack signs them), with a config written the way an operator would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import uuid4
+
+from pydantic import SecretStr
+
+from actions.config import load_settings
+from bench.probes import Probes
+from bench.setup import ENV, Workbench, reset_live
+from bench.standin import StandInApp
+from bot.credentials import SlackCredentials
+from bot.server import BotRuntime
+from fake_slack import FakeSlack, Message
+
+SIGNING_SECRET = "bench-signing-secret-5d1e"
+BOT_TOKEN = "xoxb-bench-token-0001"
+CHANNEL = "C0INCIDENTS"
+OPERATOR, APPROVER = "U0OPS1", "U0DBA1"
+RESOLVED = "✅ INCIDENT RESOLVED"
+WAIT = 900.0  # generous: a scale-40 restore on a busy 2-core machine is well under this
+
+
+class BotFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Bot:
+    slack: FakeSlack
+    runtime: BotRuntime
+
+    @property
+    def store(self):
+        return self.runtime.deps.store
+
+    async def close(self) -> None:
+        await self.runtime.stop()  # cancels a run still waiting, lets queued messages go out
+        await self.slack.stop()
+
+
+def _config(wb: Workbench, app: StandInApp, state: Path, stop_app: str, jobs: int, interval: float) -> Path:
+    path = state / "rollback-bot.toml"
+    path.write_text(f"""\
+[bot]
+audit_db = "rollback-audit.sqlite"
+incident_channel = "{CHANNEL}"
+operators = ["{OPERATOR}"]
+approvers = ["{APPROVER}"]
+two_person_rule = true
+update_interval_seconds = {interval}
+
+[environments.{ENV}]
+dsn = {json.dumps(wb.dsn())}
+backup_dir = {json.dumps(str(wb.backup_root))}
+stop = [{json.dumps(app.stop_argv)}]
+start = [{json.dumps(app.start_argv)}]
+stop_app = "{stop_app}"
+health_url = "{app.health_url}"
+health_timeout_seconds = 60
+smoke = [{{ url = "{app.sales_url}", status = 200 }}]
+restore_jobs = {jobs}
+""", encoding="utf-8")
+    return path
+
+
+async def start_bot(wb: Workbench, app: StandInApp, *, stop_app: str, jobs: int,
+                    interval: float = 300) -> Bot:
+    """A fresh bot (own state folder, so every repetition opens incident 0001 from scratch)."""
+    state = wb.root / f"bot-{uuid4().hex[:8]}"
+    state.mkdir()
+    slack = FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN)
+    await slack.start()
+    slack.add_user(OPERATOR, "ops.olivia")
+    slack.add_user(APPROVER, "dba.alice")
+    settings = load_settings(_config(wb, app, state, stop_app, jobs, interval))
+    runtime = BotRuntime(settings, SlackCredentials(SecretStr(BOT_TOKEN), SecretStr(SIGNING_SECRET), None,
+                                                    slack.api_url))
+    port = await runtime.serve_http("127.0.0.1", 0)
+    slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
+    return Bot(slack, runtime)
+
+
+async def run_end(bot: Bot, timeout: float = WAIT) -> Message:
+    """The message that ends the run: RESOLVED, or a failure/denial broadcast from the thread."""
+    ending = await bot.slack.wait_for(
+        lambda: next((m for m in bot.slack.messages(CHANNEL, include_replies=True)
+                      if m.reply_broadcast or m.text.startswith(RESOLVED)), None),
+        timeout=timeout, what="the end of the run")
+    if not ending.text.startswith(RESOLVED):
+        raise BotFailed(f"the rollback did not resolve:\n{ending.all_text()[:1500]}")
+    return ending
+
+
+async def full_rollback(bot: Bot, approval_delay: float, on_started=None) -> dict:
+    """``/rollback full staging``, Approve ``approval_delay`` s after the request appears, RESOLVED.
+    Times come from the fake Slack's message timestamps (wall clock at the moment of posting)."""
+    started = time.time()
+    reply = await bot.slack.send_command(OPERATOR, f"full {ENV}", channel_id=CHANNEL)
+    if reply.status != 200:
+        raise BotFailed(f"/rollback full was answered {reply.status}: {reply.body[:300]}")
+    if on_started is not None:
+        await on_started()
+    request = await bot.slack.wait_for_message(CHANNEL, "Approval needed", timeout=WAIT)
+    await asyncio.sleep(approval_delay)
+    clicked = time.time()
+    try:
+        click = await bot.slack.click(APPROVER, request, "approval-approve")
+    except LookupError as exc:  # the buttons are gone: the run ended (failed) while we waited
+        raise BotFailed(f"no Approve button any more ({exc}); the approval message now reads:\n"
+                        f"{request.all_text()[:800]}\n{bot.slack.describe()}") from exc
+    if click.status != 200:
+        raise BotFailed(f"the Approve click was answered {click.status}: {click.body[:300]}")
+    ending = await run_end(bot)
+    run = (await bot.store.runs())[0]
+    steps = {s.key: s for s in await bot.store.steps(run.id)}
+    verified = steps["verify"].ended_at.timestamp()
+    waited = max(0.0, clicked - verified)  # time the run had nothing to do but wait for the human
+    total = float(ending.ts) - started
+    return {"total_s": total, "work_s": total - waited, "approval_shown_s": float(request.ts) - started,
+            "ready_s": verified - started, "restore_s": steps["restore_aside"].seconds,
+            # pg_restore alone, as the bot timed it: the rest of the step is CREATE DATABASE,
+            # reading the table of contents and copying owner, grants and settings
+            "pg_restore_s": run.facts.get("restore_seconds"),
+            "steps_s": {k: round(s.seconds, 3) for k, s in steps.items() if s.seconds is not None}}
+
+
+async def bot_scenario(wb: Workbench, app: StandInApp, *, stop_app: str, jobs: int,
+                       approval_delay: float) -> dict:
+    await reset_live(wb)
+    bot = await start_bot(wb, app, stop_app=stop_app, jobs=jobs)
+    try:
+        async with Probes(wb.dsn(), app.health_url) as probes:
+            result = await full_rollback(bot, approval_delay)
+    finally:
+        await bot.close()
+    result["mb_per_s"] = wb.dump_bytes / 1e6 / result["restore_s"]
+    return result | probes.downtime()
+
+
+def quiet_logs() -> None:
+    """The bot logs every step at INFO; the bench prints its own progress instead."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,86 @@
+"""Medians, ratios, the targets of issue 9, and the table (Markdown, readable in a terminal too)."""
+
+from __future__ import annotations
+
+import statistics
+
+LABELS = {"baseline": "runbook Scenario 1 (baseline)", "raw": "raw `pg_restore -j {jobs}`",
+          "bot_immediately": "bot, `stop_app = \"immediately\"`", "bot_at_swap": "bot, `stop_app = \"at_swap\"`"}
+
+
+def medians(reps: list[dict]) -> dict:
+    """The median of every numeric figure over the repetitions (the machines are noisy)."""
+    keys = {k for r in reps for k, v in r.items() if isinstance(v, int | float)}
+    return {k: statistics.median(r[k] for r in reps if isinstance(r.get(k), int | float)) for k in keys}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def summarise(results: dict) -> dict:
+    """Medians per scenario, the ratios, and each target with its verdict."""
+    med = {name: medians(reps) for name, reps in results["scenarios"].items()}
+    base, raw = med["baseline"], med["raw"]
+    for name in ("bot_immediately", "bot_at_swap"):
+        bot = med[name]
+        bot["total_vs_baseline"] = _ratio(bot["total_s"], base["total_s"])
+        bot["downtime_vs_baseline"] = _ratio(bot["downtime_s"], base["downtime_s"])
+        bot["restore_vs_raw"] = _ratio(bot["restore_s"], raw["restore_s"])
+        bot["work_vs_raw"] = _ratio(bot["work_s"], raw["restore_s"])
+        bot["ready_vs_raw"] = _ratio(bot["ready_s"], raw["restore_s"])
+    resp, delay = results["responsiveness"], results["params"]["approval_delay"]
+    swap, now = med["bot_at_swap"], med["bot_immediately"]
+    at = f" (approval delay {delay:g} s)"
+    targets = [
+        ("downtime with at_swap ≤ 5% of the baseline's", swap["downtime_vs_baseline"], 0.05, "ratio"),
+        ("total time, at_swap, ≤ 0.7 × the baseline's" + at, swap["total_vs_baseline"], 0.7, "ratio"),
+        ("total time, immediately, ≤ 0.7 × the baseline's" + at, now["total_vs_baseline"], 0.7, "ratio"),
+        ("restore step ≤ 1.10 × raw parallel restore", swap["restore_vs_raw"], 1.10, "ratio"),
+        ("request → verified copy ready ≤ 1.10 × raw restore", swap["ready_vs_raw"], 1.10, "ratio"),
+        ("request → RESOLVED minus approval wait ≤ 1.10 × raw restore", swap["work_vs_raw"], 1.10, "ratio"),
+        ("slash-command ack p99 ≤ 300 ms during a restore", resp["ack_p99_ms"], 300, "ms"),
+        ("status-update jitter ≤ 2 s", resp["update_jitter_max_s"], 2.0, "s"),
+    ]
+    return {"medians": med, "targets": [
+        {"target": t, "measured": v, "limit": lim, "unit": u, "met": v is not None and v <= lim}
+        for t, v, lim, u in targets]}
+
+
+def _f(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def table(results: dict, summary: dict) -> str:
+    p, wb = results["params"], results["workbench"]
+    med = summary["medians"]
+    lines = [
+        f"CRM of {wb['rows']:,} rows ({wb['db_mb']:.0f} MB on disk), dump {wb['dump_mb']:.1f} MB (`pg_dump -Fc`); "
+        f"scale {p['scale']}, medians of {p['repeat']} run(s), approval delay {p['approval_delay']:g} s, "
+        f"restore jobs {p['jobs']}.", "",
+        "| scenario | total s | downtime s | db down s | health down s | restore s | MB/s of dump "
+        "| total ÷ baseline | downtime ÷ baseline | restore ÷ raw | ready ÷ raw | work ÷ raw |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in LABELS.items():
+        m = med[name]
+        lines.append(
+            f"| {label.format(jobs=p['jobs'])} | {_f(m['total_s'])} | {_f(m.get('downtime_s'))} "
+            f"| {_f(m.get('db_downtime_s'))} | {_f(m.get('health_downtime_s'))} | {_f(m['restore_s'])} "
+            f"| {_f(m['mb_per_s'], 1)} | {_f(m.get('total_vs_baseline'))} | {_f(m.get('downtime_vs_baseline'), 3)} "
+            f"| {_f(m.get('restore_vs_raw'))} | {_f(m.get('ready_vs_raw'))} | {_f(m.get('work_vs_raw'))} |")
+    r = results["responsiveness"]
+    lines += ["", "| responsiveness | value |", "|---|---:|",
+              f"| `/rollback status` acks ({r['commands']} sent, {r['concurrency']} concurrent, "
+              f"{r['sent_during_bot_restore']} during the bot's own restore, a raw restore throughout) "
+              f"p50 / p95 / p99 / max ms | {_f(r['ack_p50_ms'], 0)} / {_f(r['ack_p95_ms'], 0)} / "
+              f"{_f(r['ack_p99_ms'], 0)} / {_f(r['ack_max_ms'], 0)} |",
+              f"| acks not 200 | {r['non_200']} |",
+              f"| status updates at {r['update_interval_s']:g} s interval: count / median gap s | "
+              f"{r['updates']} / {_f(r['update_gap_median_s'])} |",
+              f"| update jitter: max / p95 of \\|gap − interval\\| s | {_f(r['update_jitter_max_s'], 3)} / "
+              f"{_f(r['update_jitter_p95_s'], 3)} |",
+              "", "| target (issue 9) | measured | met |", "|---|---:|:---:|"]
+    for t in summary["targets"]:
+        lines.append(f"| {t['target']} | {_f(t['measured'], 3)} {t['unit']} | {'met' if t['met'] else 'NOT met'} |")
+    return "\n".join(lines)
