@@ -82,12 +82,12 @@ async def _run_of(deps: Deps, user: str, action: dict, what: str):
     try:
         button = RunButton.model_validate_json(action.get("value") or "")
     except ValidationError:
-        await deps.store.audit(user, "button.tampered", outcome="refused", action=what,
+        await deps.store.audit(user, "button.tampered", outcome="refused", action_id=what,
                                value=(action.get("value") or "")[:200])
         return "this button's value is not one the bot made"
     run = await deps.store.run(button.run)
     if run is None or run.incident_id != button.incident:
-        await deps.store.audit(user, "button.tampered", outcome="refused", action=what, run=button.run)
+        await deps.store.audit(user, "button.tampered", outcome="refused", action_id=what, run=button.run)
         return f"there is no run {button.run} in {button.incident}"
     return run
 
