@@ -38,7 +38,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack()
         environment = args[0].lower() if verb in ENVIRONMENT_VERBS and args else None
         await deps.store.audit(user, "command", environment=environment, text=text, channel=command.get("channel_id"))
-        handler = HANDLERS.get(verb) or (plan_verb(verb) if verb in PLANS else None)
+        # Only verbs the ack accepted: `remedy` is a plan too, but only its button starts it; typed,
+        # it got "I don't know the verb" and must not then be run anyway.
+        handler = (HANDLERS.get(verb) or (plan_verb(verb) if verb in PLANS else None)) if verb in replies.VERBS else None
         if handler is None:
             return
         try:

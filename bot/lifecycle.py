@@ -20,17 +20,21 @@ if TYPE_CHECKING:
     from bot.app import Deps
 
 log = logging.getLogger(__name__)
+REMEDY_IDS = re.compile(f"^{ActionId.REMEDY}(-\\d+)?$")
 SEVERITY = {ActionId.SEVERITY_CRITICAL: "critical", ActionId.SEVERITY_MINOR: "minor", ActionId.SEVERITY_UNSURE: "unsure"}
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     async def button_incident(body, action, respond) -> str | None:
-        """The incident a button names, or None after telling the clicker (and the audit) it was not valid."""
+        """The incident a button names, or None after telling the clicker (and the audit) it was not valid.
+        Callers test `is not None`: an empty id is still an answer to give ("no incident ``"), not silence."""
         try:
             return IncidentButton.model_validate_json(action.get("value") or "").incident
         except ValidationError:
+            # `action_id=`, not `action=`: that is audit()'s own second parameter (a TypeError here
+            # left a tampered click unanswered and unaudited).
             await deps.store.audit(body["user"]["id"], "button.tampered", outcome="refused",
-                                   action=action.get("action_id"), value=(action.get("value") or "")[:200])
+                                   action_id=action.get("action_id"), value=(action.get("value") or "")[:200])
             await _tell(respond, replies.approval_not_found())
             return None
 
@@ -39,7 +43,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         (Bolt fills listener arguments by name, so per-button data is bound here, not as a parameter.)"""
         async def listener(ack, body, action, respond) -> None:
             await ack()
-            if incident := await button_incident(body, action, respond):
+            if (incident := await button_incident(body, action, respond)) is not None:
                 actor = await deps.access.actor(body["user"]["id"])
                 await _answer(respond, await decide(deps.service.desk, actor, incident))
         return listener
@@ -53,20 +57,20 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(ActionId.START_FULL.value)
     async def start(ack, body, action, respond) -> None:
         await ack()
-        if incident_id := await button_incident(body, action, respond):
+        if (incident_id := await button_incident(body, action, respond)) is not None:
             incident = await deps.store.incident(incident_id)
             if incident is None:
                 return await _answer(respond, IncidentNotFound(incident_id))
             await _tell(respond, await start_full(deps, body["user"]["id"], incident.environment))
 
-    @app.action(re.compile(f"^{ActionId.REMEDY}(-\\d+)?$"))
+    @app.action(REMEDY_IDS)
     async def remedy(ack, body, action, respond) -> None:
         """A diagnose finding's fix: the clicker asks for it (operators only); an approver decides."""
         await ack()
         try:
             button = RemedyButton.model_validate_json(action.get("value") or "")
         except ValidationError:
-            await deps.store.audit(body["user"]["id"], "button.tampered", outcome="refused", action="remedy",
+            await deps.store.audit(body["user"]["id"], "button.tampered", outcome="refused", action_id="remedy",
                                    value=(action.get("value") or "")[:200])
             return await _tell(respond, replies.approval_not_found())
         await _tell(respond, await start_plan(deps, body["user"]["id"], "remedy", button.environment,
@@ -75,7 +79,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(re.compile(f"^{ActionId.SIGN_OFF_PREFIX}"))
     async def sign_off(ack, body, action, respond) -> None:
         await ack()
-        if incident := await button_incident(body, action, respond):
+        if (incident := await button_incident(body, action, respond)) is not None:
             role = action["action_id"].removeprefix(ActionId.SIGN_OFF_PREFIX)
             actor = await deps.access.actor(body["user"]["id"])
             await _answer(respond, await deps.service.desk.sign_off(actor, incident, role))
@@ -83,8 +87,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(re.compile(f"^{ActionId.CHECKLIST_PREFIX}"))
     async def checklist(ack, body, action, respond) -> None:
         await ack()
-        _, incident, group = (action.get("block_id") or "||").split("|", 2)
-        selected = {option["value"] for option in action.get("selected_options") or []}
+        # The block id is "checklist|<incident>|<group>"; anything else names no incident (and must
+        # not crash the listener, which would leave the click unanswered).
+        block_id = action.get("block_id") or ""
+        parts = block_id.split("|", 2)
+        incident, group = parts[1:] if len(parts) == 3 else (block_id, "")
+        selected = {option.get("value") for option in action.get("selected_options") or [] if isinstance(option, dict)}
         actor = await deps.access.actor(body["user"]["id"])
         result = await deps.service.desk.tick(actor, incident, group, selected)
         if not isinstance(result, Recorded):
@@ -93,7 +101,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(ActionId.EDIT_REPORT.value)
     async def edit_report(ack, body, action, respond, client) -> None:
         await ack()
-        if incident_id := await button_incident(body, action, respond):
+        if (incident_id := await button_incident(body, action, respond)) is not None:
             incident = await deps.store.incident(incident_id)
             if incident is None:
                 return await _answer(respond, IncidentNotFound(incident_id))
@@ -101,6 +109,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
                                    environment=incident.environment)
             await client.views_open(trigger_id=body["trigger_id"], view=report_modal(
                 incident.id, incident.root_cause, incident.what_failed, incident.prevention))
+
+    async def not_ours(body) -> bool:
+        return not _handled_elsewhere(((body.get("actions") or [{}])[0]).get("action_id") or "")
+
+    # Without this, Bolt answers 404 to a button no listener takes (one from an older version of
+    # the bot, or made up), and Slack shows the clicker only a warning sign.
+    @app.action(re.compile(""), matchers=[not_ours])
+    async def unknown_button(ack, body, action, respond) -> None:
+        await ack()
+        await deps.store.audit(body["user"]["id"], "button.unknown", outcome="refused",
+                               action_id=str(action.get("action_id"))[:200], value=str(action.get("value") or "")[:200])
+        await _tell(respond, replies.unknown_button())
 
     @app.view(CallbackId.REPORT_MODAL.value)
     async def save_report(ack, body, view) -> None:
@@ -115,6 +135,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
             return await ack()
         reason = getattr(result, "reason", None) or f"unknown incident {incident}"
         await ack(response_action="errors", errors={"root_cause": f"Not saved: {reason}."})
+
+
+def _handled_elsewhere(action_id: str) -> bool:
+    """Whether a listener of its own takes this id: every id is an ActionId (two of them prefixes,
+    and remedy ids carry a number). Order-independent, so recovery's buttons, registered after
+    this module's, still reach their listeners."""
+    prefixes = (ActionId.CHECKLIST_PREFIX.value, ActionId.SIGN_OFF_PREFIX.value)
+    return action_id in set(ActionId) or action_id.startswith(prefixes) or REMEDY_IDS.search(action_id) is not None
 
 
 async def _answer(respond, result) -> None:

@@ -17,6 +17,7 @@ from actions.config import Settings
 from bot import recovery
 from bot.app import create_app
 from bot.credentials import SlackCredentials
+from bot.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class BotRuntime:
         self.settings = settings
         self.credentials = credentials
         self.app, self.deps = create_app(settings, credentials, socket_mode=socket_mode)
+        secret = credentials.signing_secret
+        self.replays = ReplayGuard(secret.get_secret_value()) if secret and not socket_mode else None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -57,6 +60,9 @@ class BotRuntime:
         return self.port
 
     async def _handle(self, request: web.Request) -> web.Response:
+        # A correctly signed request seen before is a replay: refused before Bolt could run it again.
+        if self.replays is not None and (refusal := self.replays.refusal(await request.text(), request.headers)):
+            return web.json_response({"error": refusal}, status=401)
         bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 

@@ -103,6 +103,11 @@ def approval_not_found() -> SlackMessage:
                   "nothing was done.")
 
 
+def unknown_button() -> SlackMessage:
+    return _reply("I don't know this button (it may be from an older version of the bot, or tampered with); "
+                  "nothing was done.", "`/rollback status` lists the open incidents and running rollbacks.")
+
+
 def internal_error(error_id: str) -> SlackMessage:
     return _reply(f"Something went wrong on my side (error id `{error_id}`); nothing was started.",
                   "The error id is in the bot's log.")
