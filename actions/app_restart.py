@@ -6,16 +6,10 @@ from __future__ import annotations
 
 from actions import full_rollback
 from actions.config import Environment
-from actions.plan import Outcome, Plan, PlanSpec, RunContext, Step
+from actions.plan import Outcome, Plan, PlanSpec, RunContext, Step, nothing_to_reconcile, nothing_to_undo
 from actions.records import RunState
 
 
-async def _nothing(ctx: RunContext) -> str:
-    return ""
-
-
-async def _known(ctx: RunContext) -> None:
-    return None
 
 
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
@@ -31,7 +25,7 @@ def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
     return Plan("restart", "Application restart", (
         Step("start_app", "Start the application", full_rollback.start_app),
         Step("smoke", "Run the smoke checks", full_rollback.smoke),
-    ), abort=_nothing, outcome=outcome, reconcile=_known)
+    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
 
 
 SPEC = PlanSpec("restart", "Application restart", build_plan, level=3)  # started by a button, not typed

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from actions import appctl, partial_steps
 from actions.config import Environment
-from actions.plan import ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
+from actions.plan import (
+    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    nothing_to_undo,
+)
 from actions.processes import ProcessTimeout, run_process
 from actions.records import RunState
 
@@ -76,12 +79,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         confirm=f"Deploy {ctx.facts['ref']} to {ctx.environment.name}?")
 
 
-async def abort(ctx: RunContext) -> str:
-    return ""
-
-
-async def reconcile(ctx: RunContext) -> None:
-    return None
 
 
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
@@ -102,7 +99,7 @@ def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
         Step("health", "Wait for the application's health", healthy),
         Step("smoke", "Run the smoke checks", smoke),
         Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=abort, outcome=outcome, reconcile=reconcile)
+    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
 
 
 SPEC = PlanSpec("app", "Application rollback", build_plan, check_args)

@@ -14,7 +14,10 @@ from psycopg import sql
 from actions import partial_steps, pg
 from actions.backups import human_size
 from actions.config import Environment
-from actions.plan import ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
+from actions.plan import (
+    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    nothing_to_undo,
+)
 from actions.records import RunState
 
 LEFTOVERS_SQL = """
@@ -82,12 +85,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
                 f"{'y' if len(ctx.facts['leftovers']) == 1 else 'ies'}? Live is not touched.")
 
 
-async def _nothing(ctx: RunContext) -> str:
-    return ""
-
-
-async def _known(ctx: RunContext) -> None:
-    return None
 
 
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
@@ -102,7 +99,7 @@ def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
         Step("find", "Find the leftover restored copies", find),
         Step("drop", "Drop them", drop, destructive=True, preview=preview),
         Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=_nothing, outcome=outcome, reconcile=_known)
+    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
 
 
 SPEC = PlanSpec("cleanup", "Clean-up", build_plan, check_args, level=1)

@@ -157,3 +157,13 @@ class PlanSpec:
     # A problem with the arguments, said to the user (nothing is opened), or None.
     check_args: Callable[[Environment, tuple[str, ...]], Awaitable[str | None]] = no_arguments
     level: int = 2  # the escalation level a run of it implies (runbook Part 2: partial failure)
+
+
+async def nothing_to_undo(ctx: RunContext) -> str:
+    """`abort` for a plan whose one destructive step is a single transaction: a failure leaves nothing."""
+    return ""
+
+
+async def nothing_to_reconcile(ctx: RunContext) -> None:
+    """`reconcile` for a plan whose outcome does not depend on re-reading the databases after a crash."""
+    return None

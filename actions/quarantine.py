@@ -17,7 +17,10 @@ from psycopg import sql
 from actions import partial_steps, pg
 from actions.config import Environment
 from actions.fk import foreign_key, foreign_keys
-from actions.plan import ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
+from actions.plan import (
+    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    nothing_to_undo,
+)
 from actions.records import RunState
 
 SCHEMA = "rollback_quarantine"
@@ -136,12 +139,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         confirm=f"Put {sum(counts.values()):,} quarantined row(s) back?")
 
 
-async def _nothing(ctx: RunContext) -> str:
-    return ""
-
-
-async def _known(ctx: RunContext) -> None:
-    return None
 
 
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
@@ -157,7 +154,7 @@ def build_restore_plan(env: Environment, args: tuple[str, ...]) -> Plan:
         Step("preflight", "Preflight: the quarantined rows", preflight),
         Step("put_back", "Put the rows back", put_back, destructive=True, preview=preview),
         Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=_nothing, outcome=outcome, reconcile=_known)
+    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
 
 
 RESTORE_SPEC = PlanSpec("restore-quarantine", "Quarantine put-back", build_restore_plan, check_args, level=1)

@@ -17,7 +17,10 @@ from actions import partial_steps, pg
 from actions.catalog import qualified
 from actions.config import Environment
 from actions.diagnosis import RemedyKind
-from actions.plan import ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
+from actions.plan import (
+    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    nothing_to_undo,
+)
 from actions.quarantine import move_orphans, orphan_preflight
 from actions.records import RunState
 
@@ -151,12 +154,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         confirm=what[:290])
 
 
-async def abort(ctx: RunContext) -> str:
-    return ""
-
-
-async def reconcile(ctx: RunContext) -> None:
-    return None
 
 
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
@@ -173,7 +170,7 @@ def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
         Step("apply", "Apply the remedy", apply, destructive=True, preview=preview),
         Step("verify", "Verify the remedy", verify),
         Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=abort, outcome=outcome, reconcile=reconcile)
+    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
 
 
 SPEC = PlanSpec("remedy", "Remedy", build_plan, check_args, level=1)

@@ -18,7 +18,10 @@ from actions import partial_steps, pg
 from actions.catalog import describe
 from actions.config import Environment
 from actions.drop_objects import view_dependents
-from actions.plan import ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
+from actions.plan import (
+    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    nothing_to_undo,
+)
 from actions.records import RunState
 
 NAME = r'((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)'
@@ -147,12 +150,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         confirm=f"Drop {len(ctx.facts['existing'])} object(s) and run {ctx.facts['migration']} again?")
 
 
-async def abort(ctx: RunContext) -> str:
-    return ""
-
-
-async def reconcile(ctx: RunContext) -> None:
-    return None
 
 
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
@@ -172,7 +169,7 @@ def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
         Step("rerun", "Drop and re-run the migration", rerun, destructive=True, preview=preview),
         Step("verify", "Verify what the migration creates", verify),
         Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=abort, outcome=outcome, reconcile=reconcile)
+    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
 
 
 SPEC = PlanSpec("rerun", "Migration re-run", build_plan, check_args)
