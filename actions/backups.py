@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,9 +64,28 @@ def newest_backup(env: Environment) -> BackupFile:
     return backups[0]
 
 
+# A run reads its dump's table of contents in preflight, the restore and the verification; each
+# `pg_restore --list` re-reads the file's header and TOC (tens of ms, more for big schemas). The
+# parsed TOC is kept per file *identity* (device, inode, size, modification time), so a file
+# replaced or written to in between is read again, never served stale.
+_TOC_CACHE: dict[tuple[int, ...], Toc] = {}
+_TOC_CACHE_SIZE = 16
+
+
+def _file_identity(path: Path) -> tuple[int, ...] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
 async def read_toc(backup: BackupFile | Path) -> Toc:
     """The dump's table of contents; fails clearly when the file is not a readable custom-format dump."""
     backup = backup if isinstance(backup, BackupFile) else BackupFile(backup, datetime.now(UTC), 0)
+    identity = await asyncio.to_thread(_file_identity, backup.path)
+    if identity is not None and identity in _TOC_CACHE:
+        return _TOC_CACHE[identity]
     returncode, listing, errors = await capture_process(["pg_restore", "--list", str(backup.path)], timeout=120)
     if returncode != 0:
         raise BackupProblem(f"The backup {backup.path} is not readable by pg_restore: "
@@ -73,6 +93,11 @@ async def read_toc(backup: BackupFile | Path) -> Toc:
     toc = parse_toc(listing)
     if not toc.entries:
         raise BackupProblem(f"The backup {backup.path} has an empty table of contents: nothing to restore.")
+    # Kept only if the file did not change while pg_restore read it.
+    if identity is not None and identity == await asyncio.to_thread(_file_identity, backup.path):
+        while len(_TOC_CACHE) >= _TOC_CACHE_SIZE:
+            _TOC_CACHE.pop(next(iter(_TOC_CACHE)))
+        _TOC_CACHE[identity] = toc
     return toc
 
 

@@ -37,6 +37,14 @@ def _identity(path: str) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
 
 
+async def backup_fingerprint(path: str) -> dict[str, Any]:
+    """The facts `backup_checksum` reuses: computed by a step (preflight) at the same time as its
+    other checks, so asking for the approval afterwards costs a stat, not a read of the dump.
+    The identity is taken first: a file written to while it is hashed differs from it later."""
+    identity = await asyncio.to_thread(_identity, path)
+    return {"backup_identity": identity, "backup_sha256": await asyncio.to_thread(_sha256, path)}
+
+
 async def backup_checksum(ctx: RunContext) -> str | None:
     """The SHA-256 of the run's backup file, or None for a plan without one.
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 import psycopg
 from psycopg import sql
 
-from actions.catalog import Catalog, Table, count_and_checksum
+from actions.catalog import stable_session
+from actions.concurrently import together
 from actions.manifest import Manifest
 from actions.plan import StepFailed
 from actions.toc import VERIFIED_KINDS, Toc
+
+Connect = Callable[[], Awaitable[psycopg.AsyncConnection]]  # a new connection to the restored copy
 
 # The restored catalog described with the same (kind, schema, tag) triples pg_dump writes.
 # Columns are cast to text: with `name` (63 bytes) leading the UNION, "table constraint" tags
@@ -49,6 +53,7 @@ class Verification:
     checked: dict[str, int]  # kind -> number of objects found
     missing: tuple[str, ...]  # "INDEX public.idx_sales_stage_status"
     row_counts: dict[str, int]  # "public.sales" -> rows
+    manifest_note: str = ""  # what the comparison with the backup's manifest found
 
     @property
     def ok(self) -> bool:
@@ -70,10 +75,15 @@ def _plural(word: str, n: int) -> str:
     return word + ("es" if word.endswith(("x", "s")) else "s")
 
 
-async def verify_restored(conn: psycopg.AsyncConnection, toc: Toc) -> Verification:
-    """Compare the backup's table of contents with the restored database behind `conn`."""
-    cursor = await conn.execute(CATALOG_TAGS)
-    present = {(kind, schema, tag) for kind, schema, tag in await cursor.fetchall()}
+async def verify_restored(connect: Connect, toc: Toc, manifest: Manifest | None, *, jobs: int) -> Verification:
+    """Compare the backup's table of contents — and its manifest when there is one — with the
+    restored database `connect()` opens. Objects first (one catalog query); then every table is
+    counted, and checksummed when the manifest has its checksum, over `jobs` connections at once.
+    A manifest mismatch raises StepFailed naming the tables."""
+    async with await connect() as conn:
+        cursor = await conn.execute(CATALOG_TAGS)
+        present = {(kind, schema, tag) for kind, schema, tag in await cursor.fetchall()}
+        version = (await (await conn.execute("SHOW server_version")).fetchone())[0].split(" ")[0]
     checked: Counter[str] = Counter()
     missing: list[str] = []
     for entry in toc.of(*VERIFIED_KINDS):
@@ -81,29 +91,75 @@ async def verify_restored(conn: psycopg.AsyncConnection, toc: Toc) -> Verificati
             checked[entry.kind] += 1
         else:
             missing.append(f"{entry.kind} {entry.schema + '.' if entry.schema else ''}{entry.tag}")
-    counts: dict[str, int] = {}
-    for entry in toc.of("TABLE DATA"):
-        table = sql.Identifier(entry.schema, entry.tag) if entry.schema else sql.Identifier(entry.tag)
-        cursor = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
-        counts[f"{entry.schema}.{entry.tag}"] = (await cursor.fetchone())[0]
-    return Verification(dict(checked), tuple(missing), counts)
+    if missing:
+        return Verification(dict(checked), tuple(missing), {})
+    tables = {f"{e.schema}.{e.tag}": (e.schema, e.tag) if e.schema else (e.tag,) for e in toc.of("TABLE DATA")}
+    expected = manifest.catalog.tables if manifest else {}
+    for name in expected:
+        tables.setdefault(name, _split(name))
+    measured = await measure_tables(connect, tables, checksummed=set(expected), jobs=jobs)
+    note = _compare_with_manifest(manifest, measured, version) if manifest else "no manifest beside the backup"
+    return Verification(dict(checked), (), {name: measured[name][0] for name in tables if name in measured}, note)
 
 
-async def check_against_manifest(conn: psycopg.AsyncConnection, manifest: Manifest) -> str:
+def _split(name: str) -> tuple[str, ...]:
+    schema, _, table = name.partition(".")
+    return schema, table
+
+
+async def measure_tables(connect: Connect, tables: dict[str, tuple[str, ...]], *, checksummed: set[str],
+                         jobs: int) -> dict[str, tuple[int, str | None]]:
+    """{name: (rows, checksum or None)} for every table, `jobs` connections working at once.
+
+    The largest tables are handed out first, so no connection is left with a big table at the
+    end while the others idle (longest-processing-time-first). The checksum is the manifest's own
+    expression, `count(*)` and `sum(hashtext(row::text))` under the same session settings, in
+    the same pass over the table as the count.
+    """
+    async with await connect() as conn:
+        cursor = await conn.execute(
+            "SELECT n.nspname, c.relname, pg_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm')")
+        sizes = {(schema, table): size for schema, table, size in await cursor.fetchall()}
+    # A table that is not there (only a tampered manifest can name one: the TOC check passed) is
+    # left out and reported by the comparison, instead of failing a query.
+    present = [name for name in tables if len(tables[name]) == 1 or tables[name] in sizes]
+    queue = sorted(present, key=lambda name: sizes.get(tables[name], 0), reverse=True)
+    results: dict[str, tuple[int, str | None]] = {}
+
+    async def worker() -> None:
+        async with await connect() as conn:
+            await stable_session(conn)
+            while queue:
+                name = queue.pop(0)
+                table = sql.Identifier(*tables[name])
+                if name in checksummed:
+                    cursor = await conn.execute(sql.SQL(
+                        "SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) FROM {} AS t").format(table))
+                    rows, total = await cursor.fetchone()
+                    results[name] = rows, f"{rows}:{total}"
+                else:
+                    cursor = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+                    results[name] = (await cursor.fetchone())[0], None
+
+    await together(*(worker() for _ in range(max(1, min(jobs, len(queue))))))
+    return results
+
+
+def _compare_with_manifest(manifest: Manifest, measured: dict[str, tuple[int, str | None]], version: str) -> str:
     """Every table's row count and content checksum equal the manifest's, or StepFailed naming them.
 
     Checksums are compared only on the same PostgreSQL major version (hashtext may change between
     majors); counts always.
     """
     expected = manifest.catalog
-    restored = Catalog(tables={name: Table([], None) for name in expected.tables})
-    await count_and_checksum(conn, restored)
-    version = (await (await conn.execute("SHOW server_version")).fetchone())[0].split(" ")[0]
     same_major = version.split(".")[0] == expected.server_version.split(".")[0]
-    wrong = [f"{name} ({restored.tables[name].rows:,} rows, backup {table.rows:,})" if restored.tables[name].rows != table.rows
+    wrong = [f"{name} (missing from the restored copy)" if name not in measured
+             else f"{name} ({measured[name][0]:,} rows, backup {table.rows:,})" if measured[name][0] != table.rows
              else f"{name} (content differs)"
              for name, table in expected.tables.items()
-             if restored.tables[name].rows != table.rows or (same_major and restored.tables[name].checksum != table.checksum)]
+             if name not in measured or measured[name][0] != table.rows
+             or (same_major and measured[name][1] != table.checksum)]
     if wrong:
         raise StepFailed(f"the restored copy differs from the backup's manifest in {len(wrong)} table(s): "
                          + ", ".join(wrong[:6]))

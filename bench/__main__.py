@@ -60,7 +60,7 @@ async def measure(args: argparse.Namespace, wb, app: StandInApp) -> dict:
     for rep in range(1, args.repeat + 1):
         # interleaved, so a noisy minute on a shared machine hits every scenario alike
         runs = {"baseline": lambda: baseline(wb, app, args.approval_delay),
-                "raw": lambda: raw_parallel(wb, args.jobs),
+                "raw": lambda: raw_parallel(wb, app, args.jobs),
                 "bot_immediately": lambda: bot_scenario(wb, app, stop_app="immediately", jobs=args.jobs,
                                                         approval_delay=args.approval_delay),
                 "bot_at_swap": lambda: bot_scenario(wb, app, stop_app="at_swap", jobs=args.jobs,

@@ -130,7 +130,8 @@ async def full_rollback(bot: Bot, approval_delay: float, on_started=None) -> dic
             # pg_restore alone, as the bot timed it: the rest of the step is CREATE DATABASE,
             # reading the table of contents and copying owner, grants and settings
             "pg_restore_s": run.facts.get("restore_seconds"),
-            "steps_s": {k: round(s.seconds, 3) for k, s in steps.items() if s.seconds is not None}}
+            # flat, so the medians cover each step too
+            **{f"step_{k}_s": s.seconds for k, s in steps.items() if s.seconds is not None}}
 
 
 async def bot_scenario(wb: Workbench, app: StandInApp, *, stop_app: str, jobs: int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-LABELS = {"baseline": "runbook Scenario 1 (baseline)", "raw": "raw `pg_restore -j {jobs}`",
+LABELS = {"baseline": "runbook Scenario 1 (baseline)", "raw": "raw `createdb` + `pg_restore -j {jobs}`",
           "bot_immediately": "bot, `stop_app = \"immediately\"`", "bot_at_swap": "bot, `stop_app = \"at_swap\"`"}
 
 
@@ -26,9 +26,12 @@ def summarise(results: dict) -> dict:
         bot = med[name]
         bot["total_vs_baseline"] = _ratio(bot["total_s"], base["total_s"])
         bot["downtime_vs_baseline"] = _ratio(bot["downtime_s"], base["downtime_s"])
-        bot["restore_vs_raw"] = _ratio(bot["restore_s"], raw["restore_s"])
-        bot["work_vs_raw"] = _ratio(bot["work_s"], raw["restore_s"])
-        bot["ready_vs_raw"] = _ratio(bot["ready_s"], raw["restore_s"])
+        # The raw reference is createdb + pg_restore -j (its total): the bot's restore step has to
+        # create the database too. pg_restore against pg_restore is shown beside it.
+        bot["restore_vs_raw"] = _ratio(bot["restore_s"], raw["total_s"])
+        bot["work_vs_raw"] = _ratio(bot["work_s"], raw["total_s"])
+        bot["ready_vs_raw"] = _ratio(bot["ready_s"], raw["total_s"])
+        bot["pg_restore_vs_raw"] = _ratio(bot.get("pg_restore_s"), raw["restore_s"])
     resp, delay = results["responsiveness"], results["params"]["approval_delay"]
     swap, now = med["bot_at_swap"], med["bot_immediately"]
     at = f" (approval delay {delay:g} s)"
@@ -36,9 +39,10 @@ def summarise(results: dict) -> dict:
         ("downtime with at_swap ≤ 5% of the baseline's", swap["downtime_vs_baseline"], 0.05, "ratio"),
         ("total time, at_swap, ≤ 0.7 × the baseline's" + at, swap["total_vs_baseline"], 0.7, "ratio"),
         ("total time, immediately, ≤ 0.7 × the baseline's" + at, now["total_vs_baseline"], 0.7, "ratio"),
-        ("restore step ≤ 1.10 × raw parallel restore", swap["restore_vs_raw"], 1.10, "ratio"),
-        ("request → verified copy ready ≤ 1.10 × raw restore", swap["ready_vs_raw"], 1.10, "ratio"),
-        ("request → RESOLVED minus approval wait ≤ 1.10 × raw restore", swap["work_vs_raw"], 1.10, "ratio"),
+        ("restore step ≤ 1.10 × raw (createdb + pg_restore -j)", swap["restore_vs_raw"], 1.10, "ratio"),
+        ("bot's pg_restore ≤ 1.10 × raw pg_restore", swap["pg_restore_vs_raw"], 1.10, "ratio"),
+        ("request → verified copy ready ≤ 1.10 × raw", swap["ready_vs_raw"], 1.10, "ratio"),
+        ("request → RESOLVED minus approval wait ≤ 1.10 × raw", swap["work_vs_raw"], 1.10, "ratio"),
         ("slash-command ack p99 ≤ 300 ms during a restore", resp["ack_p99_ms"], 300, "ms"),
         ("status-update jitter ≤ 2 s", resp["update_jitter_max_s"], 2.0, "s"),
     ]
@@ -69,6 +73,7 @@ def table(results: dict, summary: dict) -> str:
             f"| {_f(m.get('db_downtime_s'))} | {_f(m.get('health_downtime_s'))} | {_f(m['restore_s'])} "
             f"| {_f(m['mb_per_s'], 1)} | {_f(m.get('total_vs_baseline'))} | {_f(m.get('downtime_vs_baseline'), 3)} "
             f"| {_f(m.get('restore_vs_raw'))} | {_f(m.get('ready_vs_raw'))} | {_f(m.get('work_vs_raw'))} |")
+    lines += ["", *_breakdown(med)]
     r = results["responsiveness"]
     lines += ["", "| responsiveness | value |", "|---|---:|",
               f"| `/rollback status` acks ({r['commands']} sent, {r['concurrency']} concurrent, "
@@ -84,3 +89,22 @@ def table(results: dict, summary: dict) -> str:
     for t in summary["targets"]:
         lines.append(f"| {t['target']} | {_f(t['measured'], 3)} {t['unit']} | {'met' if t['met'] else 'NOT met'} |")
     return "\n".join(lines)
+
+
+STEP_COLUMNS = (("preflight", "preflight"), ("restore_aside", "restore step"), ("verify", "verify"),
+                ("stop_app", "stop app"), ("swap", "swap"), ("start_app", "start app"), ("smoke", "smoke"))
+
+
+def _breakdown(med: dict) -> list[str]:
+    """Where the bot's time goes, step by step, beside the raw restore's own parts."""
+    raw = med["raw"]
+    lines = ["| where the time goes, s (medians) | " + " | ".join(label for _, label in STEP_COLUMNS)
+             + " | pg_restore in the restore step |",
+             "|---|" + "---:|" * (len(STEP_COLUMNS) + 1)]
+    for name in ("bot_immediately", "bot_at_swap"):
+        m = med[name]
+        lines.append(f"| {LABELS[name]} | " + " | ".join(_f(m.get(f"step_{key}_s"), 3) for key, _ in STEP_COLUMNS)
+                     + f" | {_f(m.get('pg_restore_s'), 3)} |")
+    lines.append(f"| raw: `createdb` {_f(raw.get('createdb_s'), 3)} s + `pg_restore` {_f(raw['restore_s'], 3)} s |"
+                 + " |" * len(STEP_COLUMNS))
+    return lines

@@ -188,6 +188,36 @@ async def test_damaged_backup_fails_preflight_before_anything_stops(harness: Har
     assert await database_names(h.crm.dbname) == {h.crm.dbname}
 
 
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+async def test_at_swap_a_damaged_dump_fails_the_restore_with_the_app_never_stopped(tmp_path, crm, stand_in, damage):
+    """With at_swap, preflight reads only the table of contents (the restore reads every block
+    anyway): the damage is found by the restore, before any approval could open the swap."""
+    dump = next(crm.backup_root.glob("*/staging_full_backup.dump"))
+    data = bytearray(dump.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) * 2 // 3]
+    else:  # flip bytes in the compressed data blocks, past the table of contents
+        for offset in range(len(data) // 2, len(data) // 2 + 4096, 7):
+            data[offset] ^= 0xFF
+    dump.write_bytes(bytes(data))
+    h = await start_harness(tmp_path, crm, stand_in, stop_app='"at_swap"')
+    try:
+        await start_rollback(h)
+        request = await approval_message(h)
+        ending = await run_end(h, "failed at “Restore the backup aside”")
+        assert "pg_restore failed" in ending.all_text() and "untouched" in ending.all_text()
+        await h.settle()
+        assert h.app.running
+        thread = [m.text for m in h.slack.messages(CHANNEL, include_replies=True)]
+        assert not any("Stop the application" in t for t in thread if t.startswith("✅"))  # never stopped
+        assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
+        assert await database_names(h.crm.dbname) == {h.crm.dbname}  # the partial copy was dropped
+        shown = next(m for m in h.slack.messages(CHANNEL) if m.ts == request.ts)
+        assert not any(b["type"] == "actions" for b in shown.blocks)  # nothing left to approve
+    finally:
+        await h.close()
+
+
 async def test_deny_ends_the_rollback_with_nothing_destroyed(harness: Harness):
     h = harness
     await start_rollback(h)
