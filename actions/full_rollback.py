@@ -5,9 +5,10 @@ fails half-way there is no database at all. Here the backup is restored *aside*,
 database beside the live one, while the approval is pending; it is verified; and only then are
 the two swapped by renaming, in one transaction. The failed database is kept under a new name.
 
-Steps: declare → preflight → [stop app] → restore aside → verify → (approval) [stop app] → swap →
-start app → smoke checks → resolve → report. The app is stopped right away (the runbook's order,
-`stop_app = "immediately"`) or only for the swap (`"at_swap"`), which keeps it up during the restore.
+Steps: declare → preflight → [read the whole dump → stop app] → restore aside → verify →
+(approval) [stop app] → swap → start app → smoke checks → resolve → report. The app is stopped
+right away (the runbook's order, `stop_app = "immediately"`), once the dump is known to be whole,
+or only for the swap (`"at_swap"`), which keeps it up during the restore.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from actions.processes import run_process
 from actions.progress import RestoreProgress
 from actions.records import AlertStatus, IncidentStatus, RunState
 from actions.report import write_report
-from actions.toc import Toc
 from actions.manifest import load_manifest
 from actions.verify import verify_restored
 
@@ -51,9 +51,9 @@ async def declare(ctx: RunContext) -> StepOutcome:
 
 
 async def preflight(ctx: RunContext) -> StepOutcome:
-    """Everything that can be checked before anything is changed, the independent checks at once:
-    the dump (its table of contents, its SHA-256 for the approval, and with `stop_app =
-    "immediately"` every data block) and the server (names, rights, disk)."""
+    """Everything that can be checked in moments before anything is changed, all at once: the
+    dump's table of contents and SHA-256 (the approval is bound to it), and the server (names,
+    rights, disk). Reading every data block is a step of its own (`read_dump`)."""
     env = ctx.environment
     live, aside, keep_as = names(ctx)
     for name in (aside, keep_as):
@@ -62,32 +62,33 @@ async def preflight(ctx: RunContext) -> StepOutcome:
                              "use a shorter database name for this environment")
     try:
         backup = await asyncio.to_thread(newest_backup, env)  # a backup folder may be on slow storage
-        # Reading every data block finds a truncated or corrupt dump before the application is
-        # stopped, which matters only when it is stopped now. With "at_swap" nothing is stopped
-        # or changed before the swap, and the restore itself reads every block: a damaged dump
-        # fails it, the copy is dropped, live and the app are untouched. Skipping the read there
-        # saves a whole decompression of the dump (~13 s per GB on 2 cores) before the restore.
-        read_data = env.stop_app == "immediately"
-        (toc, read_seconds), fingerprint, server = await together(
-            _check_dump(backup, read_data), gate.backup_fingerprint(str(backup.path)),
-            _check_server(env, live, aside, keep_as))
+        toc, fingerprint, server = await together(
+            read_toc(backup), gate.backup_fingerprint(str(backup.path)), _check_server(env, live, aside, keep_as))
     except BackupProblem as problem:
         raise StepFailed(str(problem)) from None
     facts = {"backup_path": str(backup.path), "backup_created": backup.created.isoformat(), "backup_size": backup.size,
              "toc_entries": len(toc.entries), "live": live, "aside": aside, "keep_as": keep_as,
              "live_size": server.size, "leftover_aside": server.leftover, **fingerprint}
     again = f"; {aside}, left by an interrupted run of this incident, will be restored again" if server.leftover else ""
-    read = (f"read in full in {read_seconds:.1f} s" if read_data
-            else "table of contents read (the restore reads every data block; a damaged dump stops it before the swap)")
     return StepOutcome(
-        f"backup {backup.describe()}: {read}, {len(toc.entries)} items; "
+        f"backup {backup.describe()}: {len(toc.entries)} items in its table of contents; "
         f"{env.target} reachable (PostgreSQL {server.version}), {human_size(server.size)}; {server.disk}{again}", facts)
 
 
-async def _check_dump(backup: BackupFile, read_data: bool) -> tuple[Toc, float | None]:
-    """The table of contents first (a file that is no dump at all is named as such), then the data."""
-    toc = await read_toc(backup)
-    return toc, (await read_all_data(backup) if read_data else None)
+async def read_dump(ctx: RunContext) -> StepOutcome:
+    """Read and decompress every data block before the application is stopped.
+
+    Only in the plan that stops the app right after (`stop_app = "immediately"`): a truncated or
+    corrupt dump found here costs no downtime. It runs after the approval request is posted, so
+    the approver reads while it runs (about 13 s per GB of dump on 2 cores). With "at_swap"
+    nothing is stopped or changed before the swap, and the restore reads every block itself: a
+    damaged dump fails it, the copy is dropped, live and the app are untouched.
+    """
+    try:
+        seconds = await read_all_data(_backup(ctx))
+    except BackupProblem as problem:
+        raise StepFailed(str(problem)) from None
+    return StepOutcome(f"every data block read and decompressed in {seconds:.1f} s: the dump is whole")
 
 
 @dataclass(frozen=True)
@@ -334,7 +335,8 @@ def build_plan(stop_app_mode: str) -> Plan:
     steps = [
         Step("declare", "Declare the incident", declare),
         Step("preflight", "Preflight: backup, target, disk", preflight),
-        *([Step("stop_app", "Stop the application", stop_app)] if stop_now else []),
+        *([Step("read_dump", "Read the whole backup", read_dump, interruptible=True),
+           Step("stop_app", "Stop the application", stop_app)] if stop_now else []),
         Step("restore_aside", "Restore the backup aside", restore_aside, interruptible=True),
         Step("verify", "Verify the restored copy", verify, interruptible=True),
         *([] if stop_now else [Step("stop_app", "Stop the application for the swap", stop_app, destructive=True)]),

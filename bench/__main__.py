@@ -27,7 +27,7 @@ from bench.report import summarise, table
 from bench.responsive import responsiveness
 from bench.scenarios import ScenarioFailed, baseline, raw_parallel
 from bench.setup import ROWS_PER_SCALE, build, drop_all, machine, new_workbench
-from bench.standin import StandInApp
+from demo.flag_app import READS_DROPPED_COLUMN, FlagFileApp
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,7 +54,7 @@ def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-async def measure(args: argparse.Namespace, wb, app: StandInApp) -> dict:
+async def measure(args: argparse.Namespace, wb, app: FlagFileApp) -> dict:
     scenarios: dict[str, list[dict]] = {k: [] for k in ("baseline", "raw", "bot_immediately", "bot_at_swap")}
     errors: list[str] = []
     for rep in range(1, args.repeat + 1):
@@ -108,7 +108,7 @@ async def main(args: argparse.Namespace) -> int:
         say(f"building a CRM of ~{rows:,} rows as {wb.live}, its backup and the broken migration")
         await _attempt("build", lambda: _rebuild(wb, rows), [])
         say(f"built {wb.rows:,} rows, {wb.db_bytes / 1e6:.0f} MB; dump {wb.dump_bytes / 1e6:.1f} MB; {wb.build_seconds}")
-        app = StandInApp(root, wb.dsn())
+        app = FlagFileApp(root, wb.dsn(), READS_DROPPED_COLUMN)  # the smoke check fails until the rollback
         await app.start()
         results = {"params": {"scale": args.scale, "repeat": args.repeat, "approval_delay": args.approval_delay,
                               "jobs": args.jobs, "commands": args.commands, "concurrency": args.concurrency,

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from actions.config import load_settings
 from bench.probes import Probes
 from bench.setup import ENV, Workbench, reset_live
-from bench.standin import StandInApp
+from demo.flag_app import FlagFileApp
 from bot.credentials import SlackCredentials
 from bot.server import BotRuntime
 from fake_slack import FakeSlack, Message
@@ -47,7 +47,7 @@ class Bot:
         await self.slack.stop()
 
 
-def _config(wb: Workbench, app: StandInApp, state: Path, stop_app: str, jobs: int, interval: float) -> Path:
+def _config(wb: Workbench, app: FlagFileApp, state: Path, stop_app: str, jobs: int, interval: float) -> Path:
     path = state / "rollback-bot.toml"
     path.write_text(f"""\
 [bot]
@@ -72,7 +72,7 @@ restore_jobs = {jobs}
     return path
 
 
-async def start_bot(wb: Workbench, app: StandInApp, *, stop_app: str, jobs: int,
+async def start_bot(wb: Workbench, app: FlagFileApp, *, stop_app: str, jobs: int,
                     interval: float = 300) -> Bot:
     """A fresh bot (own state folder, so every repetition opens incident 0001 from scratch)."""
     state = wb.root / f"bot-{uuid4().hex[:8]}"
@@ -130,11 +130,14 @@ async def full_rollback(bot: Bot, approval_delay: float, on_started=None) -> dic
             # pg_restore alone, as the bot timed it: the rest of the step is CREATE DATABASE,
             # reading the table of contents and copying owner, grants and settings
             "pg_restore_s": run.facts.get("restore_seconds"),
+            # how long the live name refused connections, as the swap measured it: below the
+            # probes' 100 ms resolution, so the probes alone may see no downtime at all
+            "swap_window_s": run.facts.get("swap_window_seconds"),
             # flat, so the medians cover each step too
             **{f"step_{k}_s": s.seconds for k, s in steps.items() if s.seconds is not None}}
 
 
-async def bot_scenario(wb: Workbench, app: StandInApp, *, stop_app: str, jobs: int,
+async def bot_scenario(wb: Workbench, app: FlagFileApp, *, stop_app: str, jobs: int,
                        approval_delay: float) -> dict:
     await reset_live(wb)
     bot = await start_bot(wb, app, stop_app=stop_app, jobs=jobs)

@@ -99,12 +99,12 @@ def _breakdown(med: dict) -> list[str]:
     """Where the bot's time goes, step by step, beside the raw restore's own parts."""
     raw = med["raw"]
     lines = ["| where the time goes, s (medians) | " + " | ".join(label for _, label in STEP_COLUMNS)
-             + " | pg_restore in the restore step |",
-             "|---|" + "---:|" * (len(STEP_COLUMNS) + 1)]
+             + " | pg_restore in the restore step | live closed during the swap |",
+             "|---|" + "---:|" * (len(STEP_COLUMNS) + 2)]
     for name in ("bot_immediately", "bot_at_swap"):
         m = med[name]
         lines.append(f"| {LABELS[name]} | " + " | ".join(_f(m.get(f"step_{key}_s"), 3) for key, _ in STEP_COLUMNS)
-                     + f" | {_f(m.get('pg_restore_s'), 3)} |")
+                     + f" | {_f(m.get('pg_restore_s'), 3)} | {_f(m.get('swap_window_s'), 3)} |")
     lines.append(f"| raw: `createdb` {_f(raw.get('createdb_s'), 3)} s + `pg_restore` {_f(raw['restore_s'], 3)} s |"
-                 + " |" * len(STEP_COLUMNS))
+                 + " |" * (len(STEP_COLUMNS) + 1))
     return lines

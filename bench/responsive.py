@@ -16,7 +16,7 @@ import time
 
 from bench.botrun import CHANNEL, OPERATOR, Bot, full_rollback, start_bot
 from bench.setup import Workbench, drop, reset_live, run
-from bench.standin import StandInApp
+from demo.flag_app import FlagFileApp
 from demo.backup import pg_command_args
 from actions.records import StepState
 
@@ -60,7 +60,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
 
 
-async def responsiveness(wb: Workbench, app: StandInApp, *, jobs: int, commands: int, concurrency: int,
+async def responsiveness(wb: Workbench, app: FlagFileApp, *, jobs: int, commands: int, concurrency: int,
                          interval: float, min_updates: int) -> dict:
     await reset_live(wb)
     bot = await start_bot(wb, app, stop_app="at_swap", jobs=jobs, interval=interval)

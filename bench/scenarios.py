@@ -14,7 +14,7 @@ import aiohttp
 
 from bench.probes import Probes
 from bench.setup import Workbench, drop, reset_live, run
-from bench.standin import StandInApp
+from demo.flag_app import FlagFileApp
 from demo.backup import pg_command_args
 
 STEP7_SQL = """
@@ -53,7 +53,7 @@ async def _psql(wb: Workbench, dbname: str, command: str) -> tuple[int, str, flo
     return await run("psql", *args, "-v", "ON_ERROR_STOP=1", "-X", "-q", "-d", dbname, "-c", command, env=env)
 
 
-async def baseline(wb: Workbench, app: StandInApp, approval_delay: float) -> dict:
+async def baseline(wb: Workbench, app: FlagFileApp, approval_delay: float) -> dict:
     """Scenario 1, Steps 2-9, timed from the decision to roll back to the smoke check passing."""
     await reset_live(wb)
     args, env = _libpq(wb, "postgres")
@@ -112,7 +112,7 @@ async def _wait_for(http: aiohttp.ClientSession, url: str, timeout: float) -> No
         await asyncio.sleep(0.1)
 
 
-async def raw_parallel(wb: Workbench, app: StandInApp, jobs: int) -> dict:
+async def raw_parallel(wb: Workbench, app: FlagFileApp, jobs: int) -> dict:
     """``createdb`` + ``pg_restore -j jobs``; the restore is timed, and createdb on its own.
 
     The two probes run here too, as they do in every other scenario: on 2 cores their ~20 new

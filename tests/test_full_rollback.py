@@ -27,9 +27,9 @@ from demo.backup import take_backup
 from demo.fingerprint import diff, fingerprint
 
 WAIT = 90.0
-STEP_TITLES = ("Declare the incident", "Preflight", "Stop the application", "Restore the backup aside",
-               "Verify the restored copy", "Swap the restored copy in", "Start the application",
-               "Run the smoke checks", "Resolve the incident", "Write the incident report")
+STEP_TITLES = ("Declare the incident", "Preflight", "Read the whole backup", "Stop the application",
+               "Restore the backup aside", "Verify the restored copy", "Swap the restored copy in",
+               "Start the application", "Run the smoke checks", "Resolve the incident", "Write the incident report")
 
 
 async def start_rollback(h: Harness, user: str = OPERATOR):
@@ -174,7 +174,9 @@ async def test_no_backup_fails_preflight_and_changes_nothing(tmp_path, crm, stan
     ("garbage", "not readable by pg_restore"),
     ("truncate", "damaged (truncated or corrupt)"),
 ])
-async def test_damaged_backup_fails_preflight_before_anything_stops(harness: Harness, damage, expected):
+async def test_damaged_backup_fails_before_anything_stops(harness: Harness, damage, expected):
+    """stop_app = "immediately": a file that is no dump fails preflight; a truncated one fails
+    "Read the whole backup"; both before the application is stopped."""
     h = harness
     dump = next(h.crm.backup_root.glob("*/staging_full_backup.dump"))
     data = dump.read_bytes()
@@ -222,6 +224,8 @@ async def test_deny_ends_the_rollback_with_nothing_destroyed(harness: Harness):
     h = harness
     await start_rollback(h)
     request = await approval_message(h)
+    # Denied once the app is down (a denial during "Read the whole backup" would leave it up).
+    await h.slack.wait_for_message(CHANNEL, "✅ Stop the application", timeout=WAIT)
     await h.slack.click(APPROVER, request, "approval-deny")
     ending = await run_end(h, f"was denied by <@{APPROVER}>")
     assert "untouched" in ending.all_text() and "still stopped" in ending.all_text()

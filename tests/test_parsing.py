@@ -69,6 +69,10 @@ def test_full_plan_gates_exactly_the_destructive_steps(mode, gated):
     keys = [s.key for s in plan.steps]
     assert keys.index("preflight") < keys.index("stop_app")  # the backup is checked before the app goes down
     assert keys.index("verify") < keys.index("swap")
+    if mode == "immediately":  # every data block is read before the app goes down, after the approval is asked
+        assert keys.index("preflight") < keys.index("read_dump") < keys.index("stop_app")
+    else:  # nothing goes down before the swap: the restore reads the blocks
+        assert "read_dump" not in keys
 
 
 def test_readme_documents_every_verb_and_config_key():

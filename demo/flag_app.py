@@ -1,9 +1,10 @@
-"""The application the runbook and the bot stop and start (a copy of the tests' StandInApp).
+"""An in-process stand-in application, stopped and started by real commands on a flag file.
 
-Stop and start are real commands, ``rm``/``touch`` of a flag file, run as child processes by the
-bot (from its config) and by the baseline alike. ``/api/health`` answers 200 only while the flag
-exists and the live database answers a query; ``/api/sales`` reads ``customer_name``, a column the
-migration dropped, so it fails until a rollback brings it back (the smoke check).
+The tests and the bench use it (the demo runs `demo.standin` as a process of its own). Stop and
+start are `rm -f <flag>` and `touch <flag>`, run as child processes by the bot from its config
+(and by the bench's runbook baseline), so the bot drives it exactly as it would a real service.
+`/api/health` answers 200 only while the flag exists and the live database answers a query;
+`/api/sales` runs `sales_query`, the smoke check.
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ from pathlib import Path
 import aiohttp.web
 import psycopg
 
+# What the application read before Phase 4: it fails while the migration is in place.
+READS_DROPPED_COLUMN = "SELECT id, customer_name FROM sales ORDER BY id LIMIT 5"
 
-class StandInApp:
-    def __init__(self, root: Path, dsn: str):
+
+class FlagFileApp:
+    def __init__(self, root: Path, dsn: str, sales_query: str = "SELECT count(*) FROM sales"):
         self.flag = root / "app-running"
         self.flag.touch()
         self.dsn = dsn
+        self.sales_query = sales_query
         self.port = 0
         self._runner: aiohttp.web.AppRunner | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.flag.exists()
 
     @property
     def health_url(self) -> str:
@@ -52,14 +61,14 @@ class StandInApp:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _health(self, _request):
+    async def _health(self, _request: aiohttp.web.Request) -> aiohttp.web.Response:
         return await self._query("SELECT 1")
 
-    async def _sales(self, _request):
-        return await self._query("SELECT id, customer_name FROM sales ORDER BY id LIMIT 5")
+    async def _sales(self, _request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return await self._query(self.sales_query)
 
-    async def _query(self, query: str):
-        if not self.flag.exists():
+    async def _query(self, query: str) -> aiohttp.web.Response:
+        if not self.running:
             return aiohttp.web.Response(status=503, text="stopped")
         try:
             async with await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=2) as conn:
