@@ -130,11 +130,19 @@ async def stable_session(conn: psycopg.AsyncConnection) -> None:
         await conn.execute(statement)
 
 
+def count_and_checksum_query(table: sql.Composable) -> sql.Composed:
+    """One pass over a table: its rows and the sum of hashtext(row::text), in a stable session.
+    The manifest stores it; the full rollback's verification computes the same to compare."""
+    return sql.SQL("SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) FROM {} AS t").format(table)
+
+
+def checksum_text(rows: int, total: int) -> str:
+    return f"{rows}:{total}"
+
+
 async def count_and_checksum(conn: psycopg.AsyncConnection, catalog: Catalog, names: list[str] | None = None) -> None:
-    """Fill rows and checksum for the tables (all by default): count(*) and sum(hashtext(row::text))."""
+    """Fill rows and checksum for the tables (all by default)."""
     await stable_session(conn)
     for name in names or list(catalog.tables):
-        cursor = await conn.execute(sql.SQL(
-            "SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) FROM {} AS t").format(qualified(name)))
-        rows, total = await cursor.fetchone()
-        catalog.tables[name].rows, catalog.tables[name].checksum = rows, f"{rows}:{total}"
+        rows, total = await (await conn.execute(count_and_checksum_query(qualified(name)))).fetchone()
+        catalog.tables[name].rows, catalog.tables[name].checksum = rows, checksum_text(rows, total)

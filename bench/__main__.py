@@ -114,7 +114,7 @@ async def main(args: argparse.Namespace) -> int:
                               "jobs": args.jobs, "commands": args.commands, "concurrency": args.concurrency,
                               "update_interval": args.update_interval},
                    "machine": info, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                   "workbench": {"rows": wb.rows, "db_mb": wb.db_bytes / 1e6, "dump_mb": wb.dump_bytes / 1e6,
+                   "workbench": {"prefix": wb.prefix, "rows": wb.rows, "db_mb": wb.db_bytes / 1e6, "dump_mb": wb.dump_bytes / 1e6,
                                  "build_s": wb.build_seconds},
                    **await measure(args, wb, app)}
         summary = summarise(results)

@@ -91,7 +91,7 @@ def table(results: dict, summary: dict) -> str:
     return "\n".join(lines)
 
 
-STEP_COLUMNS = (("preflight", "preflight"), ("restore_aside", "restore step"), ("verify", "verify"),
+STEP_COLUMNS = (("preflight", "preflight"), ("read_dump", "read the whole dump"), ("restore_aside", "restore step"), ("verify", "verify"),
                 ("stop_app", "stop app"), ("swap", "swap"), ("start_app", "start app"), ("smoke", "smoke"))
 
 

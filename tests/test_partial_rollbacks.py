@@ -226,13 +226,20 @@ async def test_full_rollback_checks_the_restored_copy_against_the_manifest(tmp_p
             broken = await fingerprint(dsn)
             manifest = next(crm.backup_root.glob("*/staging_full_backup.manifest.json"))
             data = json.loads(manifest.read_text())
-            data["catalog"]["tables"]["public.sales"]["checksum"] = "1:1"
+            tables = data["catalog"]["tables"]
+            tables["public.sales"]["checksum"] = "1:1"
+            tables["public.customers"]["rows"] += 1
+            tables["public.ghost"] = dict(tables["public.products"])  # a table the dump does not have
             manifest.write_text(json.dumps(data))
             await h.slack.send_command(OPERATOR, "full staging")
             await h.slack.click(APPROVER, await approval_message(h), "approval-approve")
             ending = await h.slack.wait_for(lambda: [m for m in h.slack.messages(CHANNEL, include_replies=True)
                                                      if m.reply_broadcast and "manifest" in m.text], timeout=WAIT)
-            assert "differs from the backup's manifest in 1 table(s): public.sales (content differs)" in ending[0].text
+            text = ending[0].text
+            assert "differs from the backup's manifest in 3 table(s)" in text
+            assert "public.sales (content differs)" in text and "public.ghost (missing from the restored copy)" in text
+            claimed = tables["public.customers"]["rows"]
+            assert f"public.customers ({claimed - 1:,} rows, backup {claimed:,})" in text
             assert "untouched" in ending[0].all_text()
             await h.settle()
             assert await fingerprint(dsn) == broken
