@@ -120,6 +120,7 @@ async def raw_parallel(wb: Workbench, app: FlagFileApp, jobs: int) -> dict:
     measure the bot, not the probes."""
     name = f"{wb.prefix}_raw"
     args, env = _libpq(wb, name)
+    await reset_live(wb)  # the same start as every other scenario: a fresh copy, written out
     await drop(wb.admin_dsn, name)
     try:
         async with Probes(wb.dsn(), app.health_url):
