@@ -127,8 +127,8 @@ async def full_rollback(bot: Bot, approval_delay: float, on_started=None) -> dic
     total = float(ending.ts) - started
     return {"total_s": total, "work_s": total - waited, "approval_shown_s": float(request.ts) - started,
             "ready_s": verified - started, "restore_s": steps["restore_aside"].seconds,
-            # pg_restore alone, as the bot timed it: the rest of the step is CREATE DATABASE,
-            # reading the table of contents and copying owner, grants and settings
+            # pg_restore alone, as the bot timed it: the rest of the step is CREATE DATABASE and
+            # copying the live database's owner, grants and settings
             "pg_restore_s": run.facts.get("restore_seconds"),
             # how long the live name refused connections, as the swap measured it: below the
             # probes' 100 ms resolution, so the probes alone may see no downtime at all

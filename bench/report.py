@@ -91,8 +91,9 @@ def table(results: dict, summary: dict) -> str:
     return "\n".join(lines)
 
 
-STEP_COLUMNS = (("preflight", "preflight"), ("read_dump", "read the whole dump"), ("restore_aside", "restore step"), ("verify", "verify"),
-                ("stop_app", "stop app"), ("swap", "swap"), ("start_app", "start app"), ("smoke", "smoke"))
+STEP_COLUMNS = (("preflight", "preflight"), ("read_dump", "read the whole dump"), ("restore_aside", "restore step"),
+                ("verify", "verify"), ("stop_app", "stop app"), ("swap", "swap"), ("start_app", "start app"),
+                ("smoke", "smoke"))
 
 
 def _breakdown(med: dict) -> list[str]:
