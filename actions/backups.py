@@ -64,26 +64,33 @@ def newest_backup(env: Environment) -> BackupFile:
     return backups[0]
 
 
-# A run reads its dump's table of contents in preflight, the restore and the verification; each
-# `pg_restore --list` re-reads the file's header and TOC (tens of ms, more for big schemas). The
-# parsed TOC is kept per file *identity* (device, inode, size, modification time), so a file
-# replaced or written to in between is read again, never served stale.
-_TOC_CACHE: dict[tuple[int, ...], Toc] = {}
-_TOC_CACHE_SIZE = 16
+def file_identity(path: Path | str) -> list[int]:
+    """What changes when a file is replaced or written to: device, inode, size, modification and
+    change times. A list, so that it survives a JSON round trip through a run's facts; OSError
+    when the file is gone."""
+    stat = Path(path).stat()
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
-def _file_identity(path: Path) -> tuple[int, ...] | None:
+def _identity_or_none(path: Path) -> tuple[int, ...] | None:
     try:
-        stat = path.stat()
+        return tuple(file_identity(path))
     except OSError:
         return None
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+# A run reads its dump's table of contents in preflight, the restore and the verification; each
+# `pg_restore --list` re-reads the file's header and TOC (tens of ms, more for big schemas). The
+# parsed TOC is kept per file identity, so a file replaced or written to in between is read
+# again, never served stale.
+_TOC_CACHE: dict[tuple[int, ...], Toc] = {}
+_TOC_CACHE_SIZE = 16
 
 
 async def read_toc(backup: BackupFile | Path) -> Toc:
     """The dump's table of contents; fails clearly when the file is not a readable custom-format dump."""
     backup = backup if isinstance(backup, BackupFile) else BackupFile(backup, datetime.now(UTC), 0)
-    identity = await asyncio.to_thread(_file_identity, backup.path)
+    identity = await asyncio.to_thread(_identity_or_none, backup.path)
     if identity is not None and identity in _TOC_CACHE:
         return _TOC_CACHE[identity]
     returncode, listing, errors = await capture_process(["pg_restore", "--list", str(backup.path)], timeout=120)
@@ -94,7 +101,7 @@ async def read_toc(backup: BackupFile | Path) -> Toc:
     if not toc.entries:
         raise BackupProblem(f"The backup {backup.path} has an empty table of contents: nothing to restore.")
     # Kept only if the file did not change while pg_restore read it.
-    if identity is not None and identity == await asyncio.to_thread(_file_identity, backup.path):
+    if identity is not None and identity == await asyncio.to_thread(_identity_or_none, backup.path):
         while len(_TOC_CACHE) >= _TOC_CACHE_SIZE:
             _TOC_CACHE.pop(next(iter(_TOC_CACHE)))
         _TOC_CACHE[identity] = toc

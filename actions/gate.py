@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
+from actions.backups import file_identity
 from actions.plan import ApprovalPreview, RunContext
 
 CHUNK = 1 << 20
@@ -31,17 +31,11 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _identity(path: str) -> list[int]:
-    """What changes when a file is replaced or written to: size, modification time, inode."""
-    stat = os.stat(path)
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-
-
 async def backup_fingerprint(path: str) -> dict[str, Any]:
     """The facts `backup_checksum` reuses: computed by a step (preflight) at the same time as its
     other checks, so asking for the approval afterwards costs a stat, not a read of the dump.
     The identity is taken first: a file written to while it is hashed differs from it later."""
-    identity = await asyncio.to_thread(_identity, path)
+    identity = await asyncio.to_thread(file_identity, path)
     return {"backup_identity": identity, "backup_sha256": await asyncio.to_thread(_sha256, path)}
 
 
@@ -56,7 +50,7 @@ async def backup_checksum(ctx: RunContext) -> str | None:
     if not path:
         return None
     try:
-        identity = await asyncio.to_thread(_identity, path)
+        identity = await asyncio.to_thread(file_identity, path)
     except OSError:
         return "missing"
     if ctx.facts.get("backup_identity") == identity and ctx.facts.get("backup_sha256"):
