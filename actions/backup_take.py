@@ -82,4 +82,4 @@ async def take_backup(env: Environment, *, now: datetime | None = None) -> Backu
         raise
     beyond = tuple((await asyncio.to_thread(all_backups, env))[env.keep_backups:])
     return BackupTaken(dump, manifest, size, time.monotonic() - started, len(catalog.tables),
-                       sum(t.rows or 0 for t in catalog.tables.values()), beyond)
+                       catalog.total_rows, beyond)

@@ -1,9 +1,11 @@
 """Part 7's quick rollbacks: `/rollback views <env>` and `/rollback indexes <env>`.
 
 Drops the views (or indexes) that exist live but not in the backup — or exactly the ones named.
-Unlike the runbook's `DROP VIEW … CASCADE`, nothing goes that the preview did not list: views
-that depend on a target are found in the catalog, listed first and dropped first; any other kind
-of dependent object blocks the step. Every definition is kept in the run's facts, to recreate.
+Unlike the runbook's `DROP VIEW … CASCADE`, nothing goes that the preview did not list: the drop
+order comes from `pg_depend` (`actions/dependencies.py`), views built on a target are listed and
+dropped before it, what PostgreSQL drops along with a target is listed, and any other dependent
+object blocks the step. An index on a partitioned table is one index: its partitions' indexes go
+with it. Every definition is kept in the run's facts, to recreate.
 """
 
 from __future__ import annotations
@@ -11,14 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 from actions import partial_steps, pg
 from actions.catalog import describe
+from actions.dependencies import drop_plan, drop_statement
 from actions.config import Environment
 from actions.plan import ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
 from actions.records import RunState
+from actions.schemadiff import compare
 from actions.scratch import backup_catalog
 
 
@@ -41,34 +42,6 @@ async def check_args(env: Environment, args: tuple[str, ...]) -> str | None:
     return "give the names as one comma-separated list (views a,b,c)" if len(args) > 1 else None
 
 
-async def view_dependents(conn: psycopg.AsyncConnection, names: list[str]) -> tuple[list[str], list[str]]:
-    """(views depending on `names`, recursively; other objects depending on them, which block)."""
-    views, blocking, frontier = [], [], list(names)
-    while frontier:
-        rows = await (await conn.execute("""
-            SELECT DISTINCT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN dn.nspname || '.' || dc.relname END,
-                   CASE WHEN d.classid <> 'pg_rewrite'::regclass THEN pg_describe_object(d.classid, d.objid, d.objsubid) END
-              FROM pg_depend d
-              LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
-              LEFT JOIN pg_class dc ON dc.oid = r.ev_class LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace
-             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY(%s::regclass[]) AND d.deptype = 'n'
-               AND (dc.oid IS NULL OR dc.oid <> d.refobjid)""",
-            ([str(sql.Identifier(*n.split(".", 1)).as_string(conn)) for n in frontier],))).fetchall()
-        frontier = []
-        for view, other in rows:
-            if view and view not in views and view not in names:
-                views.append(view)
-                frontier.append(view)
-            elif other and other not in blocking:
-                blocking.append(other)
-    return views, blocking
-
-
-def _drop_order(targets: list[str], dependents: list[str]) -> list[str]:
-    # Dependents were found breadth-first from the targets: dropping the deepest first is safe.
-    return list(reversed(dependents)) + targets
-
-
 def build(kind: Kind):
     async def preflight(ctx: RunContext) -> StepOutcome:
         backup, backup_cat, live, diff, source = await partial_steps.read_diff(ctx)
@@ -89,25 +62,25 @@ def build(kind: Kind):
             raise StepFailed(f"nothing to drop: every {kind.noun} in {ctx.environment.database} is in the backup"
                              + (f" (skipped, they back constraints: {', '.join(skipped)})" if skipped else ""))
         async with await pg.connect(ctx.environment) as conn:
-            dependents, blocking = await view_dependents(conn, targets) if kind is VIEWS else ([], [])
-        if blocking:
-            raise StepFailed(f"other objects depend on these {kind.name} and would need CASCADE: {', '.join(blocking)}; "
-                             "drop or change them first")
-        order = _drop_order(targets, dependents)
-        definitions = {n: (live.views[n] if kind is VIEWS else live.indexes[n]["definition"]) for n in order}
-        materialized = sorted(await _materialized(ctx, order)) if kind is VIEWS else []
-        extra = f"; {len(dependents)} dependent view(s) too: {', '.join(dependents)}" if dependents else ""
+            plan = await drop_plan(conn, targets)
+        if plan.not_own or plan.blocking:
+            raise StepFailed("; ".join([*plan.not_own, *(f"{b}: dropping it would need CASCADE" for b in plan.blocking)])
+                             + f". Nothing was changed; drop or change those first, or name other {kind.name}")
+        definitions = {n: live.views[n] if n in live.views else live.indexes[n]["definition"] for n in plan.order}
+        extra = f"; {len(plan.dependents)} dependent view(s) too: {', '.join(plan.dependents)}" if plan.dependents else ""
         return StepOutcome(
-            f"{len(targets)} {kind.name} live but not in the backup ({source}){extra}"
+            f"{len(targets)} {kind.name} {'named' if named else 'live but not in the backup'} ({source}){extra}; "
+            f"drop order from the catalog's dependencies: {', '.join(plan.order)}"
+            + (f"; going with them: {_listed(plan.with_them, 10)}" if plan.with_them else "")
             + (f"; skipped (back constraints): {', '.join(skipped)}" if skipped else ""),
-            {"drop": order, "definitions": definitions, "materialized": materialized, "skipped": skipped})
+            {"drop": plan.order, "kinds": plan.kinds, "definitions": definitions, "dependents": plan.dependents,
+             "with_them": plan.with_them, "skipped": skipped})
 
     async def drop(ctx: RunContext) -> StepOutcome:
         async with await pg.connect(ctx.environment) as conn:
             async with conn.transaction():
                 for name in ctx.facts["drop"]:
-                    keyword = ("MATERIALIZED VIEW" if name in ctx.facts["materialized"] else "VIEW") if kind is VIEWS else "INDEX"
-                    await conn.execute(sql.SQL("DROP {} {}").format(sql.SQL(keyword), sql.Identifier(*name.split(".", 1))))
+                    await conn.execute(drop_statement(ctx.facts["kinds"][name], name))
         await ctx.remember({"dropped": True})
         return StepOutcome(f"dropped {len(ctx.facts['drop'])} {kind.name} in one transaction: {', '.join(ctx.facts['drop'])}")
 
@@ -121,18 +94,25 @@ def build(kind: Kind):
         if ctx.facts.get("args"):
             return StepOutcome(f"the {len(ctx.facts['drop'])} named {kind.name} are gone")
         backup_cat, _ = await backup_catalog(ctx.environment, Path(ctx.facts["backup_path"]))
-        expected = backup_cat.views if kind is VIEWS else backup_cat.indexes
-        extra = sorted(set(present) - set(expected) - set(ctx.facts.get("skipped", [])))
+        diff = compare(live, backup_cat)
+        extra = sorted(set(diff.views_added if kind is VIEWS else diff.indexes_added) - set(ctx.facts.get("skipped", [])))
         if extra:
             raise StepFailed(f"live still has {kind.name} the backup lacks: {', '.join(extra)}")
-        return StepOutcome(f"live {kind.name} now match the backup's ({len(expected)})")
+        expected = backup_cat.views if kind is VIEWS else backup_cat.top_level_indexes()
+        return StepOutcome(f"live {kind.name} now match the backup's: none is live that the backup lacks "
+                           f"(the backup has {len(expected)})")
 
     def preview(ctx: RunContext) -> ApprovalPreview:
-        order = ctx.facts["drop"]
-        actions = [f"DROP {'VIEW' if kind is VIEWS else 'INDEX'} `{n}`" for n in order[:15]]
+        order, kinds = ctx.facts["drop"], ctx.facts["kinds"]
+        actions = [f"DROP {kinds[n]} `{n}`" for n in order[:15]]
         if len(order) > 15:
             actions.append(f"… and {len(order) - 15} more (all listed in the thread)")
-        actions.append("All in one transaction; no CASCADE. The definitions are kept in the audit trail.")
+        if ctx.facts.get("dependents"):
+            actions.append(f"Views built on them are dropped first (not asked for): {_listed(ctx.facts['dependents'], 10)}")
+        if ctx.facts.get("with_them"):
+            actions.append(f"PostgreSQL drops along with them: {_listed(ctx.facts['with_them'], 10)}")
+        actions.append("In this order (each before what it is built on), all in one transaction; no CASCADE. "
+                       "The definitions are kept in the audit trail.")
         return ApprovalPreview(
             title=f"Drop {len(order)} {kind.name} in {ctx.environment.name}", actions=tuple(actions),
             facts=(("Target", ctx.environment.target), ("Compared with", ctx.facts.get("diff_source", "")),
@@ -164,12 +144,8 @@ def build(kind: Kind):
     return plan
 
 
-async def _materialized(ctx: RunContext, names: list[str]) -> set[str]:
-    async with await pg.connect(ctx.environment) as conn:
-        rows = await (await conn.execute(
-            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind = 'm' AND n.nspname || '.' || c.relname = ANY(%s)", (names,))).fetchall()
-    return {row[0] for row in rows}
+def _listed(items: list[str], limit: int) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 VIEWS_SPEC = PlanSpec("views", VIEWS.title, build(VIEWS), check_args)

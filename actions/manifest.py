@@ -1,8 +1,9 @@
 """The manifest written beside a backup: what the dump holds, to check a restore against.
 
 `<env>_full_backup.dump` gets `<env>_full_backup.manifest.json`: the server version, the catalog
-(tables with columns and primary keys, views, indexes, constraints, functions, sequences), and
-per table the row count and a content checksum, all read in the snapshot pg_dump dumped.
+(`actions/catalog.py`: tables and partitions, columns, views, indexes, constraints, triggers,
+policies, functions, sequences, types, extensions, schemas, grants), and per table that holds rows
+the row count and a content checksum, all read in the snapshot pg_dump dumped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from actions.catalog import Catalog
 
-FORMAT = 1
+FORMAT = 2  # 2: the catalog of format 2 (actions/catalog.py); format 1 is still read
+READABLE = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def load_manifest(dump: Path) -> Manifest | None:
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("format") != FORMAT or data.get("dump") != dump.name or data.get("dump_bytes") != dump.stat().st_size:
+    if data.get("format") not in READABLE or data.get("dump") != dump.name or data.get("dump_bytes") != dump.stat().st_size:
         return None
     return Manifest(datetime.fromisoformat(data["created"]), data["database"], data["dump"], data["dump_bytes"],
                     Catalog.from_json(data["catalog"]))

@@ -2,7 +2,8 @@
 
 The migration file comes from the environment's `migrations_dir`. The objects it creates are read
 from its SQL (CREATE VIEW / MATERIALIZED VIEW / INDEX / TABLE / FUNCTION); those that exist now are
-dropped — without CASCADE, dependents found in the catalog block the step — and the file is run
+dropped, each before what it is built on (`pg_depend`) and without CASCADE (dependents the file
+does not create block the step), and the file is run
 again, all in one transaction. A table that holds rows is never dropped: that needs a table rollback.
 """
 
@@ -17,7 +18,7 @@ from psycopg import sql
 from actions import partial_steps, pg
 from actions.catalog import describe
 from actions.config import Environment
-from actions.drop_objects import view_dependents
+from actions.dependencies import drop_plan, drop_statement
 from actions.plan import (
     ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
     nothing_to_undo,
@@ -94,9 +95,9 @@ async def preflight(ctx: RunContext) -> StepOutcome:
                        "TABLE": live.tables}.get(kind)
             if present is not None and name in present:
                 existing.append((kind, name))
-        views = [name for kind, name in existing if "VIEW" in kind]
-        dependents, blocking = await view_dependents(conn, views) if views else ([], [])
-        outside = [d for d in dependents if d not in {name for _, name in objects}] + blocking
+        relations = [name for kind, name in existing if kind != "FUNCTION"]
+        plan = await drop_plan(conn, relations)
+        outside = [d for d in plan.dependents if d not in {name for _, name in objects}] + plan.blocking + plan.not_own
         if outside:
             raise StepFailed(f"objects the migration does not create depend on what it would drop: {', '.join(outside)}; "
                              "a re-run would need CASCADE")
@@ -107,7 +108,7 @@ async def preflight(ctx: RunContext) -> StepOutcome:
                     raise StepFailed(f"{path.name} creates table {name}, which now holds {rows:,} rows: a re-run would "
                                      "drop them. Use `/rollback tables` or fix it by hand")
     await ctx.remember({"migration": path.name, "sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
-                        "objects": objects, "existing": existing})
+                        "objects": objects, "existing": existing, "drop": plan.order, "kinds": plan.kinds})
     return StepOutcome(f"{path.name} creates {len(objects)} object(s); {len(existing)} exist now and will be dropped "
                        f"first: {', '.join(n for _, n in existing) or 'none'}")
 
@@ -119,9 +120,9 @@ async def rerun(ctx: RunContext) -> StepOutcome:
         raise StepFailed(f"{path.name} changed after the approval was asked: nothing was run; ask again")
     async with await pg.connect(ctx.environment) as conn:
         async with conn.transaction():
-            for kind, name in reversed(ctx.facts["existing"]):  # the last created is the first dropped
-                if kind != "FUNCTION":  # CREATE OR REPLACE FUNCTION replaces in place
-                    await conn.execute(sql.SQL("DROP {} {}").format(sql.SQL(kind), sql.Identifier(*name.split(".", 1))))
+            # Each before what it is built on (pg_depend); functions are replaced in place by CREATE OR REPLACE.
+            for name in ctx.facts["drop"]:
+                await conn.execute(drop_statement(ctx.facts["kinds"][name], name))
             await conn.execute(text.encode())  # the file as written: several statements, one transaction
     await ctx.remember({"rerun": True})
     return StepOutcome(f"dropped {len(ctx.facts['existing'])} object(s) and ran {path.name} in one transaction")
@@ -140,7 +141,7 @@ async def verify(ctx: RunContext) -> StepOutcome:
 
 
 def preview(ctx: RunContext) -> ApprovalPreview:
-    actions = [f"DROP {kind} `{name}`" for kind, name in reversed(ctx.facts["existing"]) if kind != "FUNCTION"][:12]
+    actions = [f"DROP {ctx.facts['kinds'][name]} `{name}`" for name in ctx.facts["drop"]][:12]
     actions.append(f"Run `{ctx.facts['migration']}` again (sha256 {ctx.facts['sha256']}…)")
     actions.append("All in one transaction: if the migration fails, the dropped objects come back.")
     return ApprovalPreview(

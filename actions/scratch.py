@@ -6,6 +6,7 @@ backup's rows from one. A scratch database is always dropped when its work is do
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import tempfile
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from actions import pg
+from actions.catalog import FORMAT as CATALOG_FORMAT
 from actions.catalog import Catalog, describe
 from actions.config import Environment
 from actions.manifest import load_manifest
@@ -20,7 +22,8 @@ from actions.plan import StepFailed
 from actions.processes import run_process
 from actions.toc import Toc
 
-_RESTORE = ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", "--no-password"]
+_RESTORE = ["pg_restore", "--no-owner", "--exit-on-error", "--no-password"]
+_ROWS_ONLY = [*_RESTORE, "--no-acl"]
 
 
 @asynccontextmanager
@@ -36,14 +39,23 @@ async def scratch_database(env: Environment, purpose: str) -> AsyncIterator[str]
             await pg.drop_database(conn, name)
 
 
-async def restore(env: Environment, dbname: str, dump: Path, *, schema_only: bool = False) -> None:
-    """pg_restore a whole backup into a scratch database, without owners or grants (only shape and
-    rows matter here)."""
+async def restore_schema(env: Environment, dbname: str, dump: Path) -> bool:
+    """The backup's schema into a scratch database, without owners, with grants if it can: returns
+    False when its grants could not be restored (a role it names does not exist on this server),
+    and the schema was restored without them."""
     target, secret_env = pg.client_args(env, dbname)
-    argv = [*_RESTORE, f"--dbname={target}", *(["--schema-only"] if schema_only else []), str(dump)]
-    result = await run_process(argv, env=secret_env)
+    result = await run_process([*_RESTORE, f"--dbname={target}", "--schema-only", str(dump)], env=secret_env)
+    if result.ok:
+        return True
+    if "role" not in result.last_line() or "does not exist" not in result.last_line():
+        raise StepFailed(f"could not read the backup {dump.name} into a scratch database: {result.last_line()}")
+    async with await pg.admin(env) as conn:  # start again from an empty database, without grants
+        await pg.drop_database(conn, dbname)
+        await pg.create_database_like(conn, env.database, dbname)
+    result = await run_process([*_ROWS_ONLY, f"--dbname={target}", "--schema-only", str(dump)], env=secret_env)
     if not result.ok:
         raise StepFailed(f"could not read the backup {dump.name} into a scratch database: {result.last_line()}")
+    return False
 
 
 async def restore_rows(env: Environment, dbname: str, dump: Path, toc: Toc, tables: list[str]) -> None:
@@ -56,7 +68,7 @@ async def restore_rows(env: Environment, dbname: str, dump: Path, toc: Toc, tabl
     """
     data = {f"{e.schema}.{e.tag}": e.dump_id for e in toc.of("TABLE DATA")}
     target, secret_env = pg.client_args(env, dbname)
-    base = [*_RESTORE, "--no-tablespaces", f"--dbname={target}"]
+    base = [*_ROWS_ONLY, "--no-tablespaces", f"--dbname={target}"]
     with tempfile.TemporaryDirectory(prefix="rollback-rows-") as folder:
         listing = Path(folder) / "rows.list"
         listing.write_text("".join(f"{data[t]};\n" for t in tables if t in data), encoding="utf-8")
@@ -69,11 +81,15 @@ async def restore_rows(env: Environment, dbname: str, dump: Path, toc: Toc, tabl
 
 
 async def backup_catalog(env: Environment, dump: Path) -> tuple[Catalog, str]:
-    """The backup's catalog, from its manifest if it has one, else from a schema-only restore."""
-    manifest = load_manifest(dump)
-    if manifest is not None:
+    """The backup's catalog, from its manifest if it has one of the current format, else from a
+    schema-only restore (exact, where parsing the table of contents could not be)."""
+    manifest = await asyncio.to_thread(load_manifest, dump)
+    if manifest is not None and manifest.catalog.format >= CATALOG_FORMAT:
         return manifest.catalog, "manifest"
     async with scratch_database(env, "schema") as name:
-        await restore(env, name, dump, schema_only=True)
+        with_grants = await restore_schema(env, name, dump)
         async with await pg.connect(env, name) as conn:
-            return await describe(conn), "table of contents (restored schema)"
+            catalog = await describe(conn)
+    if not with_grants:
+        catalog.grants = None
+    return catalog, "table of contents (restored schema)"

@@ -99,7 +99,8 @@ class RollbackService:
         env = self.settings.environments[environment]
         result = await (schema_diff(env) if verb == "diff" else backup_now(env))
         detail = {"problem": result} if isinstance(result, str) else (
-            {"backup": str(result.path), "bytes": result.size} if verb == "backup" else {"changes": sum(map(len, result.diff.values()))})
+            {"backup": str(result.path), "bytes": result.size} if verb == "backup"
+            else {"changes": sum(len(v) for k, v in result.diff.items() if k != "notes")})
         await self.store.audit(actor.user_id, verb, outcome="error" if isinstance(result, str) else "ok",
                                environment=environment, **detail)
         return result

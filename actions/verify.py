@@ -16,10 +16,12 @@ from typing import Awaitable, Callable
 import psycopg
 from psycopg import sql
 
-from actions.catalog import checksum_text, count_and_checksum_query, stable_session
+from actions.catalog import FORMAT as CATALOG_FORMAT
+from actions.catalog import checksum_text, count_and_checksum_query, describe, stable_session
 from actions.concurrently import together
 from actions.manifest import Manifest
 from actions.plan import StepFailed
+from actions.schemadiff import compare
 from actions.toc import VERIFIED_KINDS, Toc
 
 Connect = Callable[[], Awaitable[psycopg.AsyncConnection]]  # a new connection to the restored copy
@@ -96,12 +98,47 @@ async def verify_restored(connect: Connect, toc: Toc, manifest: Manifest | None,
     if missing:
         return Verification(dict(checked), tuple(missing), {})
     tables = {f"{e.schema}.{e.tag}": (e.schema, e.tag) if e.schema else (e.tag,) for e in toc.of("TABLE DATA")}
-    expected = manifest.catalog.tables if manifest else {}
+    expected = _with_rows(manifest) if manifest else {}
     for name in expected:
         tables.setdefault(name, _split(name))
-    measured = await measure_tables(connect, tables, checksummed=set(expected), jobs=jobs)
-    note = _compare_with_manifest(manifest, measured, version) if manifest else "no manifest beside the backup"
+    # pg_dump dumps each table's own rows; format-1 manifests counted a parent with its children.
+    own_rows = manifest is None or manifest.catalog.format >= 2
+    measured = await measure_tables(connect, tables, checksummed=set(expected), jobs=jobs, own_rows=own_rows)
+    if manifest:
+        note = _compare_with_manifest(manifest, measured, version)
+        if manifest.catalog.format >= CATALOG_FORMAT and _major(version) == _major(manifest.catalog.server_version):
+            note += "; " + await _compare_catalogs(connect, manifest)
+    else:
+        note = "no manifest beside the backup"
     return Verification(dict(checked), (), {name: measured[name][0] for name in tables if name in measured}, note)
+
+
+def _with_rows(manifest: Manifest) -> dict:
+    """The manifest's tables that hold rows of their own (a partitioned table's are in its partitions)."""
+    tables = manifest.catalog.tables
+    return {name: t for name, t in tables.items() if manifest.catalog.format < 2 or not t.partitioned}
+
+
+def _major(version: str) -> str:
+    return version.split(".")[0]
+
+
+async def _compare_catalogs(connect: Connect, manifest: Manifest) -> str:
+    """The restored copy's whole catalog equals the manifest's (the one catalog reader on both
+    sides): a column type, a trigger, a grant or a partition bound that came back different stops
+    the rollback before the swap."""
+    async with await connect() as conn:
+        restored = await describe(conn)
+    diff = compare(restored, manifest.catalog)
+    if not diff.empty:
+        found = [f"{kind.replace('_', ' ')}: {', '.join(map(_entry, entries[:4]))}"
+                 for kind, entries in diff.changes.items() if entries]
+        raise StepFailed("the restored copy's schema differs from the backup's manifest: " + "; ".join(found[:6]))
+    return "its catalog equals the manifest's (every object, column, trigger, policy, type, grant)"
+
+
+def _entry(entry) -> str:
+    return f"{entry.table}.{entry.column}" if hasattr(entry, "column") else str(entry)
 
 
 def _split(name: str) -> tuple[str, ...]:
@@ -110,7 +147,7 @@ def _split(name: str) -> tuple[str, ...]:
 
 
 async def measure_tables(connect: Connect, tables: dict[str, tuple[str, ...]], *, checksummed: set[str],
-                         jobs: int) -> dict[str, tuple[int, str | None]]:
+                         jobs: int, own_rows: bool = True) -> dict[str, tuple[int, str | None]]:
     """{name: (rows, checksum or None)} for every table, `jobs` connections working at once.
 
     The largest tables are handed out first, so no connection is left with a big table at the
@@ -136,10 +173,11 @@ async def measure_tables(connect: Connect, tables: dict[str, tuple[str, ...]], *
                 name = queue.pop(0)
                 table = sql.Identifier(*tables[name])
                 if name in checksummed:
-                    rows, total = await (await conn.execute(count_and_checksum_query(table))).fetchone()
+                    rows, total = await (await conn.execute(count_and_checksum_query(table, own_rows=own_rows))).fetchone()
                     results[name] = rows, checksum_text(rows, total)
                 else:
-                    cursor = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+                    cursor = await conn.execute(sql.SQL("SELECT count(*) FROM {}{}").format(
+                        sql.SQL("ONLY " if own_rows else ""), table))
                     results[name] = (await cursor.fetchone())[0], None
 
     await together(*(worker() for _ in range(max(1, min(jobs, len(queue))))))
@@ -152,16 +190,16 @@ def _compare_with_manifest(manifest: Manifest, measured: dict[str, tuple[int, st
     Checksums are compared only on the same PostgreSQL major version (hashtext may change between
     majors); counts always.
     """
-    expected = manifest.catalog
-    same_major = version.split(".")[0] == expected.server_version.split(".")[0]
+    tables = _with_rows(manifest)
+    same_major = _major(version) == _major(manifest.catalog.server_version)
     wrong = [f"{name} (missing from the restored copy)" if name not in measured
              else f"{name} ({measured[name][0]:,} rows, backup {table.rows:,})" if measured[name][0] != table.rows
              else f"{name} (content differs)"
-             for name, table in expected.tables.items()
+             for name, table in tables.items()
              if name not in measured or measured[name][0] != table.rows
              or (same_major and measured[name][1] != table.checksum)]
     if wrong:
         raise StepFailed(f"the restored copy differs from the backup's manifest in {len(wrong)} table(s): "
                          + ", ".join(wrong[:6]))
     what = "row counts and content checksums" if same_major else "row counts (checksums need the same major version)"
-    return f"manifest: {len(expected.tables)} tables, {what} equal the backup's"
+    return f"manifest: {len(tables)} tables, {what} equal the backup's"
