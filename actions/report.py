@@ -2,7 +2,9 @@
 
 It can be written at any point of an incident's life: by a rollback's last step, again after
 somebody fills in root cause / what failed / prevention, on `/rollback report`, and a final time
-when the sign-offs are in.
+when the sign-offs are in. It tells every run of the incident — its plan, the preview that was
+approved, who asked and who approved, and how it ended — and uses the full rollback's words
+(restored, swapped, failed database kept) only when a full rollback swapped.
 """
 
 from __future__ import annotations
@@ -13,30 +15,22 @@ from pathlib import Path
 
 from actions.backups import human_size
 from actions.config import SIGNOFF_ROLES, Settings
-from actions.records import ApprovalState, AuditEvent, Incident, Run, RunState, StepRecord, utcnow
+from actions.records import Approval, ApprovalState, AuditEvent, Incident, Run, RunState, StepRecord, utcnow
 from actions.store import AsyncStore
 from messages.report import report_markdown
-from messages.views import ReportView, StepView
+from messages.views import ReportView, RunView, StepView
 
-RESOLUTIONS = {
-    "full": ("Full database rollback performed. The backup was restored into a separate database, verified "
-             "against the backup's table of contents, and swapped in by renaming; the database that failed "
-             "was kept under a new name."),
-    None: "Resolved without a rollback.",
-}
+FULL_RESOLUTION = ("Full database rollback performed. The backup was restored into a separate database, verified "
+                   "against the backup's table of contents, and swapped in by renaming; the database that failed "
+                   "was kept under a new name.")
+NO_ROLLBACK = "Resolved without a rollback."
 
 
 def _ended(steps: list[StepRecord], key: str):
     return next((s.ended_at for s in steps if s.key == key and s.state == "succeeded"), None)
 
 
-def _approver(events: list[AuditEvent]) -> str | None:
-    return next((e.actor for e in reversed(events) if e.action == ApprovalState.APPROVED.value), None)
-
-
 def _backup_line(facts: dict) -> str:
-    if not facts.get("backup_path"):
-        return "none (no rollback got past preflight)"
     created = datetime.fromisoformat(facts["backup_created"])
     return f"{facts['backup_path']} (created {created:%Y-%m-%d %H:%M:%S} UTC, {human_size(facts['backup_size'])})"
 
@@ -47,40 +41,74 @@ def _audit_action(event: AuditEvent) -> str:
     return f"{event.action} ({about})" if about else event.action
 
 
-def _main_run(runs: list[Run]) -> Run | None:
-    """The run the report is about: the successful one, else the latest."""
-    return next((r for r in reversed(runs) if r.state is RunState.SUCCEEDED), runs[-1] if runs else None)
+def _swapped_full(runs: list[Run]) -> Run | None:
+    """The full rollback that swapped the restored copy in, if one did (the latest)."""
+    return next((r for r in reversed(runs) if r.plan == "full" and r.facts.get("swapped")), None)
+
+
+def _resolution(runs: list[Run], full: Run | None) -> str:
+    if full is not None:
+        return FULL_RESOLUTION
+    done = [r for r in runs if r.state is RunState.SUCCEEDED]
+    if done:
+        return ("No database was swapped. Partial rollback(s) changed the live database in place, each exactly as its "
+                "approved preview below says: " + ", ".join(f"{_title(r)} ({r.id})" for r in done) + ".")
+    if runs:
+        return "No rollback completed: the runs below say where each stopped and what it left."
+    return NO_ROLLBACK
+
+
+def _title(run: Run) -> str:
+    from actions.plans import PLANS  # here, not at the top: the plans' own steps write this report
+
+    spec = PLANS.get(run.plan)
+    return spec.title if spec else run.plan
+
+
+def _run_view(run: Run, steps: list[StepRecord], approvals: list[Approval], events: list[AuditEvent]) -> RunView:
+    approved = [a for a in approvals if a.state is ApprovalState.APPROVED]
+    shown = approved[-1] if approved else (approvals[-1] if approvals else None)
+    ended = next((e for e in reversed(events) if e.run_id == run.id and e.action.startswith("run.")), None)
+    result = ended.detail.get("live_state", "") if ended else "still running"
+    return RunView(
+        run_id=run.id, title=_title(run), command=" ".join([run.plan, run.environment, *run.facts.get("args", [])]),
+        requested_by=run.requested_by, approved_by=tuple(dict.fromkeys(a.decided_by for a in approved)),
+        decision=shown.state.value if shown else None, started_at=run.started_at, ended_at=run.ended_at,
+        state=run.state.value, reason=run.outcome or "", result=result,
+        preview_title=shown.preview.get("title") if shown else None,
+        preview_actions=tuple(shown.preview.get("actions", ())) if shown else (),
+        steps=tuple(StepView(s.title, s.state.value, s.seconds, s.detail) for s in steps if s.key != "report"))
 
 
 async def build_report(settings: Settings, store: AsyncStore, incident_id: str) -> ReportView:
     incident: Incident = await store.incident(incident_id)
-    run = _main_run(await store.runs(incident_id=incident_id))
-    steps = await store.steps(run.id) if run else []
+    runs = await store.runs(incident_id=incident_id)
     events = await store.audit_events(incident_id)
     signoffs = await store.signoffs(incident_id)
     audit_head = await store.audit_head()
-    facts = run.facts if run else {}
+    views = [_run_view(r, await store.steps(r.id), await store.approvals_of(r.id), events) for r in runs]
+    full = _swapped_full(runs)
+    full_steps = await store.steps(full.id) if full else []
     env = settings.environments.get(incident.environment)
     timeline = (
         ("Migration start", None),
         ("Migration issue detected", incident.declared_at),
-        ("Rollback initiated", run.started_at if run else None),
-        ("Restore completed", _ended(steps, "restore_aside")),
-        ("Application restarted", _ended(steps, "start_app")),
+        ("Rollback initiated", runs[0].started_at if runs else None),
+        ("Restore completed", _ended(full_steps, "restore_aside")),
+        ("Application restarted", _ended(full_steps, "start_app")),
         ("Incident resolved", incident.resolved_at),
         ("Incident closed", incident.closed_at),
     )
     return ReportView(
         incident_id=incident.id, environment=incident.environment, target=env.target if env else "?",
         level=f"{'CRITICAL' if incident.level >= 3 else 'MAJOR' if incident.level == 2 else 'MINOR'} (level {incident.level})",
-        status={"open": "OPEN", "resolved": "ROLLED BACK" if run and run.state is RunState.SUCCEEDED else "RESOLVED",
-                "closed": "CLOSED"}[incident.status.value],
+        status={"open": "OPEN", "resolved": "ROLLED BACK" if full else "RESOLVED", "closed": "CLOSED"}[incident.status.value],
         generated_at=utcnow(), timeline=timeline,
-        requested_by=run.requested_by if run else incident.declared_by, approved_by=_approver(events),
-        backup=_backup_line(facts), kept_as=facts.get("keep_as", ""),
-        resolution=RESOLUTIONS["full" if run and run.state is RunState.SUCCEEDED else None],
-        steps=tuple(StepView(s.title, s.state.value, s.seconds, s.detail) for s in steps if s.key != "report"),
-        row_counts=tuple(sorted(facts.get("row_counts", {}).items())),
+        requested_by=runs[0].requested_by if runs else incident.declared_by,
+        approved_by=", ".join(dict.fromkeys(a for v in views for a in v.approved_by)) or None,
+        backup=_backup_line(full.facts) if full else "", kept_as=full.facts.get("keep_as", "") if full else "",
+        resolution=_resolution(runs, full), runs=tuple(views),
+        row_counts=tuple(sorted(full.facts.get("row_counts", {}).items())) if full else (),
         audit=tuple((e.at, e.actor, _audit_action(e), e.outcome) for e in events),
         summary=incident.summary, root_cause=incident.root_cause, what_failed=incident.what_failed,
         prevention=incident.prevention,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from messages.blocks import duration
 from messages.incident import STEP_ICONS
-from messages.views import ReportView
+from messages.views import ReportView, RunView
 
 TO_FILL = "_To be filled in by the incident owner._"
 
@@ -15,6 +15,33 @@ def _when(moment) -> str:
 
 def _cell(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
+
+
+RUN_ICONS = {"succeeded": "✅", "failed": "❌", "denied": "🚫", "running": "⏳"}
+
+
+def _run(number: int, run: RunView) -> list[str]:
+    """One run: what was asked, what was approved (the preview), by whom, how it ended, its steps."""
+    approval = ("no approval asked (nothing destructive ran)" if run.decision is None
+                else f"approved by {', '.join(run.approved_by)}" if run.approved_by else f"approval {run.decision}")
+    lines = [
+        f"#### {number}. {run.title} — {RUN_ICONS.get(run.state, '')} {run.state}",
+        "",
+        f"- Run: {run.run_id}, `/rollback {run.command}`",
+        f"- Requested by {run.requested_by}; {approval}",
+        f"- Started {_when(run.started_at)}" + (f", ended {_when(run.ended_at)}" if run.ended_at else ""),
+    ]
+    if run.preview_title:
+        lines.append(f"- Preview: {run.preview_title}")
+        lines += [f"  - {_cell(action)}" for action in run.preview_actions]
+    lines += [f"- Result: {_cell(run.result)}" + (f" ({_cell(run.reason)})" if run.reason not in ("", "completed") else ""),
+              "",
+              "| Step | Result | Duration | Detail |",
+              "|---|---|---|---|",
+              *[f"| {_cell(s.title)} | {STEP_ICONS.get(s.state, '')} {s.state} | {duration(s.seconds)} | {_cell(s.detail)} |"
+                for s in run.steps],
+              ""]
+    return lines
 
 
 def report_markdown(view: ReportView) -> str:
@@ -45,15 +72,11 @@ def report_markdown(view: ReportView) -> str:
         "",
         view.resolution,
         "",
-        f"- Backup restored: {view.backup}",
-        f"- Failed database kept as: `{view.kept_as}` (never dropped by the bot)",
+        *([f"- Backup restored: {view.backup}",
+           f"- Failed database kept as: `{view.kept_as}` (never dropped by the bot)", ""] if view.kept_as else []),
+        "### Runs",
         "",
-        "### Steps",
-        "",
-        "| Step | Result | Duration | Detail |",
-        "|---|---|---|---|",
-        *[f"| {_cell(s.title)} | {STEP_ICONS.get(s.state, '')} {s.state} | {duration(s.seconds)} | {_cell(s.detail)} |"
-          for s in view.steps],
+        *([line for number, run in enumerate(view.runs, 1) for line in _run(number, run)] or ["No rollback was run.", ""]),
     ]
     if view.row_counts:
         lines += ["", "### Rows restored", "", "| Table | Rows |", "|---|---:|",

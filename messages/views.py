@@ -93,6 +93,26 @@ class StatusLine:
 
 
 @dataclass(frozen=True)
+class RunView:
+    """One run of an incident, as the report tells it."""
+
+    run_id: str
+    title: str  # the plan's title: "Column rollback"
+    command: str  # "columns staging", "tables staging payment"
+    requested_by: str
+    approved_by: tuple[str, ...]
+    decision: str | None  # the approval's state, or None when the plan asks none
+    started_at: datetime
+    ended_at: datetime | None
+    state: str  # a RunState value
+    reason: str  # completed, or why it stopped
+    result: str  # where the live database stood when it ended
+    preview_title: str | None
+    preview_actions: tuple[str, ...]
+    steps: tuple[StepView, ...]
+
+
+@dataclass(frozen=True)
 class ReportView:
     """The incident report (runbook Step 10), filled from the audit trail."""
 
@@ -105,10 +125,10 @@ class ReportView:
     timeline: tuple[tuple[str, datetime | None], ...]
     requested_by: str
     approved_by: str | None
-    backup: str
-    kept_as: str
+    backup: str  # the backup a full rollback restored and swapped in ("" when none did)
+    kept_as: str  # the failed database it kept ("" when none did)
     resolution: str
-    steps: tuple[StepView, ...]
+    runs: tuple[RunView, ...]
     row_counts: tuple[tuple[str, int], ...] = ()
     audit: tuple[tuple[datetime, str, str, str], ...] = field(default_factory=tuple)  # at, actor, action, outcome
     summary: str | None = None
