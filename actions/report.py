@@ -15,7 +15,9 @@ from pathlib import Path
 
 from actions.backups import human_size
 from actions.config import SIGNOFF_ROLES, Settings
-from actions.records import Approval, ApprovalState, AuditEvent, Incident, Run, RunState, StepRecord, utcnow
+from actions.records import (
+    Approval, ApprovalState, AuditEvent, Incident, Run, RunState, StepRecord, StepState, utcnow,
+)
 from actions.store import AsyncStore
 from messages.report import report_markdown
 from messages.views import ReportView, RunView, StepView
@@ -24,6 +26,7 @@ FULL_RESOLUTION = ("Full database rollback performed. The backup was restored in
                    "against the backup's table of contents, and swapped in by renaming; the database that failed "
                    "was kept under a new name.")
 NO_ROLLBACK = "Resolved without a rollback."
+WRITES_REPORT = ("report", "finish")  # the steps that write this report at the end of a run
 
 
 def _ended(steps: list[StepRecord], key: str):
@@ -46,13 +49,13 @@ def _swapped_full(runs: list[Run]) -> Run | None:
     return next((r for r in reversed(runs) if r.plan == "full" and r.facts.get("swapped")), None)
 
 
-def _resolution(runs: list[Run], full: Run | None) -> str:
+def _resolution(runs: list[RunView], full: Run | None) -> str:
     if full is not None:
         return FULL_RESOLUTION
-    done = [r for r in runs if r.state is RunState.SUCCEEDED]
+    done = [r for r in runs if r.state == RunState.SUCCEEDED.value]
     if done:
         return ("No database was swapped. Partial rollback(s) changed the live database in place, each exactly as its "
-                "approved preview below says: " + ", ".join(f"{_title(r)} ({r.id})" for r in done) + ".")
+                "approved preview below says: " + ", ".join(f"{r.title} ({r.run_id})" for r in done) + ".")
     if runs:
         return "No rollback completed: the runs below say where each stopped and what it left."
     return NO_ROLLBACK
@@ -69,12 +72,15 @@ def _run_view(run: Run, steps: list[StepRecord], approvals: list[Approval], even
     approved = [a for a in approvals if a.state is ApprovalState.APPROVED]
     shown = approved[-1] if approved else (approvals[-1] if approvals else None)
     ended = next((e for e in reversed(events) if e.run_id == run.id and e.action.startswith("run.")), None)
-    result = ended.detail.get("live_state", "") if ended else "still running"
+    result, state = (ended.detail.get("live_state", ""), run.state.value) if ended else ("still running", run.state.value)
+    if ended is None and steps and all(s.state is StepState.SUCCEEDED for s in steps if s.key not in WRITES_REPORT):
+        # The run's own last step is writing this report: everything it changes is done.
+        result, state = "every step succeeded; writing this report is its last step", RunState.SUCCEEDED.value
     return RunView(
         run_id=run.id, title=_title(run), command=" ".join([run.plan, run.environment, *run.facts.get("args", [])]),
         requested_by=run.requested_by, approved_by=tuple(dict.fromkeys(a.decided_by for a in approved)),
         decision=shown.state.value if shown else None, started_at=run.started_at, ended_at=run.ended_at,
-        state=run.state.value, reason=run.outcome or "", result=result,
+        state=state, reason=run.outcome or "", result=result,
         preview_title=shown.preview.get("title") if shown else None,
         preview_actions=tuple(shown.preview.get("actions", ())) if shown else (),
         steps=tuple(StepView(s.title, s.state.value, s.seconds, s.detail) for s in steps if s.key != "report"))
@@ -107,7 +113,7 @@ async def build_report(settings: Settings, store: AsyncStore, incident_id: str) 
         requested_by=runs[0].requested_by if runs else incident.declared_by,
         approved_by=", ".join(dict.fromkeys(a for v in views for a in v.approved_by)) or None,
         backup=_backup_line(full.facts) if full else "", kept_as=full.facts.get("keep_as", "") if full else "",
-        resolution=_resolution(runs, full), runs=tuple(views),
+        resolution=_resolution(views, full), runs=tuple(views),
         row_counts=tuple(sorted(full.facts.get("row_counts", {}).items())) if full else (),
         audit=tuple((e.at, e.actor, _audit_action(e), e.outcome) for e in events),
         summary=incident.summary, root_cause=incident.root_cause, what_failed=incident.what_failed,

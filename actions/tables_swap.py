@@ -28,6 +28,7 @@ from psycopg import sql
 
 from actions import pg
 from actions import tables_sql as q
+from actions import tables_units as units_sql
 from actions.plan import ApprovalPreview, Outcome, RunContext, StepFailed, StepOutcome
 from actions.records import RunState
 
@@ -38,10 +39,14 @@ UNCHANGED = "rolled back, nothing was changed"
 async def swap(ctx: RunContext) -> StepOutcome:
     """One transaction: keep the live rows aside, put the backup's in, prove it, commit."""
     tables, work, fks = ctx.facts["tables"], ctx.facts["work"], ctx.facts["fks"]
+    units = ctx.facts.get("units", [])
+    created = {c["name"]: c for u in units for c in u["create"]}
+    attached = {a["name"]: a for u in units for a in u["attach"]}
+    replaced = {*tables, *(u["name"] for u in units)}
     shadow, kept = q.shadow_schema(ctx), q.replaced_schema(ctx)
     neighbours = sorted({(n, p) for fk in fks for n, p in ((fk["child"], fk["child_partitioned"]),
-                                                        (fk["parent"], fk["parent_partitioned"])) if n not in tables})
-    report, raised = [], []
+                                                        (fk["parent"], fk["parent_partitioned"])) if n not in replaced})
+    report, raised, moved = [], [], []
     async with await pg.connect(ctx.environment) as conn:
         await q.prepare(conn)
         # One snapshot, taken after the locks: the checks below see exactly what this transaction did.
@@ -50,27 +55,37 @@ async def swap(ctx: RunContext) -> StepOutcome:
             async with conn.transaction():
                 await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
                 await conn.execute("SET LOCAL session_replication_role = replica")
-                for w in work:
+                for u in units:  # the partitioned table and every partition under it
+                    await conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(
+                        q.ident(u["name"]), sql.SQL("ACCESS EXCLUSIVE" if u["create"] or u["attach"] else "EXCLUSIVE")))
+                for w in (w for w in work if w["table"] not in created):
                     await conn.execute(sql.SQL("LOCK TABLE ONLY {} IN {} MODE").format(
-                        q.ident(w["table"]), sql.SQL("ACCESS EXCLUSIVE" if w["add"] else "EXCLUSIVE")))
+                        q.ident(w["table"]), sql.SQL("ACCESS EXCLUSIVE" if w["add"] or w["table"] in attached
+                                                     else "EXCLUSIVE")))
                 # What was checked and approved must still hold (the locks now stop new foreign keys to them).
                 for w in work:
-                    if await q.table_columns(conn, w["table"]) != w["live_columns"]:
+                    if await q.table_columns(conn, w.get("columns_of", w["table"])) != w["live_columns"]:
                         raise StepFailed(f"{w['table']} changed since it was checked (its columns differ); "
                                          "nothing was changed: run the command again")
-                if await q.foreign_keys(conn, tables) != fks:
+                if await q.foreign_keys(conn, ctx.facts.get("fk_tables", tables)) != fks:
                     raise StepFailed("the foreign keys from or to these tables changed since they were checked; "
                                      "nothing was changed: run the command again")
                 before = {n: await q.sums(conn, q.live_rel(n, p)) for n, p in neighbours}
                 await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(kept)))
                 for w in work:
+                    if w["table"] in created:  # dropped since the backup: back with the backup's bound
+                        await conn.execute(units_sql.create_statement(created[w["table"]]))
+                        await units_sql.owner_like_parent(conn, created[w["table"]])
                     report.append(await _replace(conn, w, q.in_schema(shadow, w["table"]), q.in_schema(kept, w["table"])))
+                    if w["table"] in attached:  # detached since the backup: its rows replaced, attached again
+                        await conn.execute(units_sql.attach_statement(attached[w["table"]]))
+                moved = [f"re-created {c}" for c in created] + [f"re-attached {a}" for a in attached]
                 for fk in fks:
-                    unvalidated_inbound = fk["parent"] in tables and fk["child"] not in tables and not fk["validated"]
+                    unvalidated_inbound = fk["parent"] in replaced and fk["child"] not in replaced and not fk["validated"]
                     count, sample = await q.orphans(
                         conn, fk, q.live_rel(fk["child"], fk["child_partitioned"]),
                         q.live_rel(fk["parent"], fk["parent_partitioned"]),
-                        q.in_schema(kept, fk["parent"]) if unvalidated_inbound else None)
+                        q.in_schema(kept, fk["parent"]) if unvalidated_inbound and fk["parent"] in tables else None)
                     if count:
                         raise StepFailed(f"{UNCHANGED}: " + orphan_line(fk, count, sample, "live"))
                 for w in work:
@@ -79,24 +94,31 @@ async def swap(ctx: RunContext) -> StepOutcome:
                     if extra or missing:
                         raise StepFailed(f"{w['table']} would differ from the backup ({extra:,} row(s) not in it, "
                                          f"{missing:,} missing); {UNCHANGED}")
+                layout = await units_sql.layout_problems(conn, units)
+                if layout:
+                    raise StepFailed(f"the partitions would not be laid out as in the backup ({'; '.join(layout)}); "
+                                     f"{UNCHANGED}")
                 for n, p in neighbours:
                     if await q.sums(conn, q.live_rel(n, p)) != before[n]:
                         raise StepFailed(f"{n}, which was not named, would have changed; {UNCHANGED}")
-                for w in work:
-                    for column, sequence in await q.owned_sequences(conn, w["table"]):
-                        value = await q.raise_sequence(conn, q.live_rel(w["table"]), column, sequence)
+                # Sequences belong to the named tables (a partitioned table's, not its partitions').
+                owners = [(w["table"], False) for w in work if w["unit"] is None] + [(u["name"], True) for u in units]
+                for table, partitioned in owners:
+                    for column, sequence in await q.owned_sequences(conn, table):
+                        value = await q.raise_sequence(conn, q.live_rel(table, partitioned), column, sequence)
                         if value is not None:
                             raised.append(f"{sequence} → {value}")
         except psycopg.errors.LockNotAvailable:
-            raise StepFailed(f"could not lock {', '.join(tables)} within {LOCK_TIMEOUT}: other sessions were using "
-                             "them. Nothing was changed; run the command again when they are quieter (or stop the app)"
-                             ) from None
+            raise StepFailed(f"could not lock {', '.join(ctx.facts.get('named', tables))} within {LOCK_TIMEOUT}: other "
+                             "sessions were using them. Nothing was changed; run the command again when they are "
+                             "quieter (or stop the app)") from None
         except psycopg.Error as exc:
             raise StepFailed(f"the swap failed and was {UNCHANGED}: {str(exc).splitlines()[0]}") from None
     await ctx.remember({"swapped": True, "swap_report": report, "sequences_raised": raised})
     return StepOutcome(
         f"one transaction committed: {'; '.join(report)}; the replaced rows are kept in schema {kept}; "
-        f"{len(fks)} foreign key(s) re-checked, no orphans; each table equals the backup row by row; "
+        + (f"partitions {', '.join(moved)} with the backup's bounds; " if moved else "")
+        + f"{len(fks)} foreign key(s) re-checked, no orphans; each table equals the backup row by row; "
         f"{len(neighbours)} linked table(s) unchanged"
         + (f"; sequences raised: {', '.join(raised)}" if raised else "; no sequence needed raising"))
 
@@ -139,8 +161,16 @@ async def verify(ctx: RunContext) -> StepOutcome:
             if live_sum != backup_sum or extra or missing:
                 raise StepFailed(f"{w['table']} differs from the backup after the swap ({extra:,} row(s) not in it, "
                                  f"{missing:,} missing): has something written to it since the swap committed?")
-            lines.append(f"{w['table']} {w['backup_rows']:,} rows × {len(columns)} columns")
-    linked = len({n for fk in ctx.facts["fks"] for n in (fk["child"], fk["parent"])} - set(ctx.facts["tables"]))
+            if w.get("unit") is None:
+                lines.append(f"{w['table']} {w['backup_rows']:,} rows × {len(columns)} columns")
+        units = ctx.facts.get("units", [])
+        layout = await units_sql.layout_problems(conn, units)
+        if layout:
+            raise StepFailed(f"the partitions are not laid out as in the backup after the swap: {'; '.join(layout)}")
+    lines += [f"{u['name']} {sum(w['backup_rows'] for w in ctx.facts['work'] if w.get('unit') == u['name']):,} rows in "
+              f"{len(u['leaves'])} partition(s), each partition's rows and bound as in the backup" for u in units]
+    replaced = {*ctx.facts["tables"], *(u["name"] for u in units)}
+    linked = len({n for fk in ctx.facts["fks"] for n in (fk["child"], fk["parent"])} - replaced)
     return StepOutcome(f"equal to the backup row by row: {', '.join(lines)}; the {linked} table(s) linked by foreign "
                        "keys were checked unchanged inside the swap transaction; no other table was written")
 
@@ -157,15 +187,45 @@ async def drop_shadow(ctx: RunContext) -> None:
     await ctx.remember({"shadow_created": False})
 
 
+def _unit_lines(units: list[dict]) -> list[str]:
+    """What the preview says of each partitioned table: one unit, and every change to its layout."""
+    lines = []
+    for u in units:
+        lines.append(f"`{u['name']}` is partitioned: its {len(u['leaves'])} partition(s) are restored as one unit, each "
+                     "partition's rows directly into it (every row back in the partition the backup had it in)")
+        lines += [f"Re-create partition `{c['name']}` of `{c['parent']}` {c['bound']} (dropped since the backup); it "
+                  "gets its partitioned table's columns, indexes, keys and triggers" for c in u["create"]]
+        lines += [f"Re-attach `{a['name']}` to `{a['parent']}` {a['bound']} (a table of its own since the backup), after "
+                  "its rows are replaced" for a in u["attach"]]
+        if u["live_only"]:
+            lines.append(f"Empty the partition(s) the backup lacks, keeping them: {', '.join(u['live_only'])}")
+    return lines
+
+
+def _rows_line(work: list[dict], units: list[dict]) -> str:
+    lines = [f"{w['table']}: {w['live_rows']:,} → {w['backup_rows']:,}" for w in work if w.get("unit") is None]
+    for u in units:
+        mine = [w for w in work if w.get("unit") == u["name"]]
+        lines.append(f"{u['name']} ({len(u['leaves'])} partitions): {sum(w['live_rows'] for w in mine):,} → "
+                     f"{sum(w['backup_rows'] for w in mine):,}")
+    return "\n".join(lines)
+
+
 def preview(ctx: RunContext) -> ApprovalPreview:
     work, kept, env, backup = ctx.facts["work"], q.replaced_schema(ctx), ctx.environment, q.backup_of(ctx)
-    names = ", ".join(f"`{w['table']}`" for w in work)
+    units = ctx.facts.get("units", [])
+    named = ctx.facts.get("named") or [w["table"] for w in work]
+    names = ", ".join(f"`{t}`" for t in named)
     added = [f"`{w['table']}`: " + ", ".join(f"{c['name']} {c['type']}" for c in w["add"]) for w in work if w["add"]]
-    live_only = [f"`{w['table']}`: {', '.join(w['live_only'])}" for w in work if w["live_only"]]
+    live_only = [f"`{w['table']}`: {', '.join(w['live_only'])}" for w in work if w["live_only"] and w.get("unit") is None]
+    live_only += [f"`{u['name']}`: {', '.join(c)}" for u in units
+                  for c in [next((w["live_only"] for w in work if w.get("unit") == u["name"] and w["live_only"]), [])] if c]
     checked = ctx.facts["fks_checked"]
+    not_back = [o for u in units for o in u.get("own_objects", [])]
     actions = [
         f"In one transaction, lock {names} against writes (waiting at most {LOCK_TIMEOUT})",
         f"Copy their current rows into schema `{kept}` (kept: the way back)",
+        *_unit_lines(units),
         *([f"Re-add the backup's columns: {'; '.join(added)}"] if added else []),
         ("Replace their rows with the backup's, triggers off for this transaction only "
          "(`session_replication_role = replica`: no cascade, no trigger fires)"),
@@ -175,18 +235,19 @@ def preview(ctx: RunContext) -> ApprovalPreview:
     ]
     facts = [
         ("Target", env.target), ("Backup", f"{backup.path.parent.name} ({backup.created:%Y-%m-%d %H:%M} UTC)"),
-        ("Rows live → backup", "\n".join(f"{w['table']}: {w['live_rows']:,} → {w['backup_rows']:,}" for w in work)),
+        ("Rows live → backup", _rows_line(work, units)),
         ("Foreign keys checked", f"{len(checked)}, none orphaned:\n" + "\n".join(checked[:12])
          + ("\n…" if len(checked) > 12 else "")),
         ("Current rows kept in", f"`{kept}`"),
         ("Live-only columns kept", "; ".join(live_only) + " (their default in the backup's rows)" if live_only else "none"),
         ("Triggers not fired", ", ".join(ctx.facts.get("quiet_triggers") or []) or "none"),
+        *([("Not re-created with the partitions", ", ".join(not_back))] if not_back else []),
         ("Other tables", "not touched"),
         ("Requested by", f"<@{ctx.run.requested_by}>"),
     ]
     return ApprovalPreview(
-        title=f"Restore {len(work)} table(s) of {env.name} from the backup", actions=tuple(actions), facts=tuple(facts),
-        confirm=(f"Replace the rows of {', '.join(w['table'] for w in work)} with the backup's? "
+        title=f"Restore {len(named)} table(s) of {env.name} from the backup", actions=tuple(actions), facts=tuple(facts),
+        confirm=(f"Replace the rows of {', '.join(named)} with the backup's? "
                  f"Their current rows are kept in {kept}.")[:300])
 
 
@@ -231,7 +292,7 @@ async def abort(ctx: RunContext) -> str:
 
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
     db, kept, facts = ctx.environment.database, q.replaced_schema(ctx), ctx.facts
-    tables = ", ".join(f"`{t}`" for t in facts.get("tables", [])) or "the named tables"
+    tables = ", ".join(f"`{t}`" for t in facts.get("named") or facts.get("tables", [])) or "the named tables"
     if facts.get("swap_state") == "unknown":
         return Outcome(f"Unknown: the server did not answer. If schema `{kept}` exists in `{db}`, the swap committed "
                        f"and {tables} hold the backup's rows; otherwise they are untouched.",
@@ -240,13 +301,17 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcom
         done = (f"{tables} in `{db}` hold the backup's rows; the rows they had are kept in schema `{kept}`; "
                 "the other tables kept their rows.")
         way_back = (f"To undo: in one transaction with `SET LOCAL session_replication_role = replica`, DELETE the rows "
-                    f"and INSERT them back from `{kept}`. Drop `{kept}` once it is no longer needed.")
+                    f"and INSERT them back from `{kept}`"
+                    + (" (detach the re-attached partitions and drop the re-created ones first)"
+                       if any(u["create"] or u["attach"] for u in facts.get("units", [])) else "")
+                    + f". Drop `{kept}` once it is no longer needed.")
         if state is RunState.SUCCEEDED:
             return Outcome(done, f"Check the application, then press Mark resolved. {way_back}")
         return Outcome(f"The swap committed: {done}", f"Read the ❌ step (it ran after the swap). {way_back}")
     advice = "Fix what the ❌ step reports, then run the command again."
     if facts.get("also_restore"):
-        together = ",".join(t.removeprefix("public.") for t in [*facts["tables"], *facts["also_restore"]])
+        together = ",".join(t.removeprefix("public.") for t in [*(facts.get("named") or facts["tables"]),
+                                                                 *facts["also_restore"]])
         advice = (f"The backup's rows cannot go back alone. Restore the linked tables with them "
                   f"(`/rollback tables {ctx.environment.name} {together}`), or fix the rows listed first.")
     left = [f"schema `{q.shadow_schema(ctx)}` (a copy of the backup's rows)"] if facts.get("shadow_created") else []
