@@ -21,6 +21,7 @@ from actions.plan import (
     ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
     nothing_to_undo,
 )
+from actions.quiet_writes import quiet
 from actions.records import RunState
 
 SCHEMA = "rollback_quarantine"
@@ -66,9 +67,11 @@ async def orphan_preflight(conn: psycopg.AsyncConnection, constraint: str, *, ex
 
 
 async def move_orphans(conn: psycopg.AsyncConnection, constraint: str, incident_id: str) -> int:
-    """One transaction: create the quarantine if needed, move the orphans into it; return how many."""
+    """One transaction: create the quarantine if needed, move the orphans into it; return how many.
+    The table's own triggers and rules are off meanwhile (a delete trigger must not log or block a
+    move that keeps every row)."""
     fk = await foreign_key(conn, constraint)
-    async with conn.transaction():
+    async with conn.transaction(), quiet(conn, [".".join(fk.child)]):
         await conn.execute(CREATE)
         cursor = await conn.execute(sql.SQL(
             "WITH gone AS (DELETE FROM {} AS t WHERE {} RETURNING t.*) "
@@ -104,10 +107,11 @@ async def preflight(ctx: RunContext) -> StepOutcome:
 
 async def put_back(ctx: RunContext) -> StepOutcome:
     """One transaction: each row back into its table exactly (generated columns recomputed), then
-    out of the quarantine. Foreign-key triggers are off for it: the rows were orphans."""
+    out of the quarantine. Foreign-key triggers are off for it: the rows were orphans; so are the
+    tables' own triggers and rules, whatever their mode (a row put back is not a new row)."""
     incident = ctx.facts["from_incident"]
     async with await pg.connect(ctx.environment) as conn:
-        async with conn.transaction():
+        async with conn.transaction(), quiet(conn, list(ctx.facts["quarantined"])):
             await conn.execute("SET LOCAL session_replication_role = replica")
             for table in ctx.facts["quarantined"]:
                 schema, name = table.split(".", 1)
@@ -133,7 +137,8 @@ def preview(ctx: RunContext) -> ApprovalPreview:
     return ApprovalPreview(
         title=f"Put back the rows {ctx.facts['from_incident']} quarantined in {ctx.environment.name}",
         actions=(*(f"Insert {n:,} row(s) back into `{t}`, exactly as they were" for t, n in counts.items()),
-                 "Foreign-key checks are off for this transaction: the rows were orphans and will be again",
+                 "Foreign-key checks are off for this transaction: the rows were orphans and will be again; so are the "
+                 "tables' own triggers and rules (back on as they were before it commits)",
                  "Remove them from `rollback_quarantine.rows`; all in one transaction"),
         facts=(("Target", ctx.environment.target), ("Requested by", f"<@{ctx.run.requested_by}>")),
         confirm=f"Put {sum(counts.values()):,} quarantined row(s) back?")

@@ -146,7 +146,8 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         RemedyKind.REINDEX: f"REINDEX INDEX `{target.get('index')}` (the table is locked for writes while it rebuilds)",
         RemedyKind.QUARANTINE: (f"Move the {ctx.facts.get('orphans', 0):,} orphan row(s) of `{target.get('constraint')}` "
                                 "into `rollback_quarantine.rows` (each row whole, as JSON, with the table, the incident "
-                                "and the time), in one transaction; nothing is lost"),
+                                "and the time), in one transaction, the table's own triggers and rules off meanwhile; "
+                                "nothing is lost"),
     }[kind]
     return ApprovalPreview(
         title=f"Remedy on {ctx.environment.name}: {kind.value}", actions=(what,),

@@ -28,8 +28,10 @@ MIGRATION_SQL = Path(__file__).with_name("migration.sql").read_text(encoding="ut
 # What the migration does that the tests check for by name.
 VIEWS_ADDED = ("public.film_rating_counts", "public.top_customers", "public.top_customers_by_city")
 INDEXES_ADDED = ("public.film_title_trgm", "public.payment_amount_idx", "public.payment_p2022_01_amount_idx")
-COLUMNS_DROPPED = {"public.customer": "email", "public.address": "postal_code", "public.film": "description"}
-KEYS = {"public.customer": "customer_id", "public.address": "address_id", "public.film": "film_id"}
+COLUMNS_DROPPED = {"public.customer": "email", "public.address": "postal_code", "public.film": "description",
+                   "public.payment": "note"}
+KEYS = {"public.customer": ["customer_id"], "public.address": ["address_id"], "public.film": ["film_id"],
+        "public.payment": ["payment_date", "payment_id"]}
 
 
 @dataclass
@@ -72,16 +74,21 @@ async def realworld_database(admin_dsn: str, tmp_path: Path) -> AsyncIterator[Re
 
 
 async def rows(dsn: str, table: str, columns: list[str] | None = None) -> tuple[list[str], list[tuple]]:
-    """(columns, every row of the table's own, over those columns, sorted): equal lists are equal
-    tables row by row, duplicates included (a table without a primary key has them)."""
+    """(columns, every row of the table, over those columns, sorted): equal lists are equal tables
+    row by row, duplicates included (a table without a primary key has them). A table's own rows,
+    or for a partitioned table all of its partitions' rows."""
     schema, name = table.split(".", 1)
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        relation = sql.Identifier(schema, name).as_string(conn)
         if columns is None:
             columns = [r[0] for r in await (await conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
-                "ORDER BY attnum", (sql.Identifier(schema, name).as_string(conn),))).fetchall()]
-        cursor = await conn.execute(sql.SQL("SELECT {} FROM ONLY {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema, name)))
+                "ORDER BY attnum", (relation,))).fetchall()]
+        partitioned = (await (await conn.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s::regclass",
+                                                 (relation,))).fetchone())[0]
+        cursor = await conn.execute(sql.SQL("SELECT {} FROM {}{}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL("" if partitioned else "ONLY "),
+            sql.Identifier(schema, name)))
         return columns, sorted(await cursor.fetchall(), key=repr)
 
 
