@@ -94,14 +94,14 @@ async def _missing_objects(ctx: Context) -> tuple[list[Finding], str]:
     for name, is_index in await cursor.fetchall():
         (live_indexes if is_index else live_views).add(name)
     findings = []
-    for name, index in sorted(manifest.catalog.indexes.items()):
+    for name, index in sorted(manifest.catalog.top_level_indexes().items()):  # a partition's goes with its parent's
         if name not in live_indexes:
             findings.append(Finding(f"index {name} on {index['table']} is in the backup ({backup.path.parent.name}) "
                                     f"but missing live: {first_line(index['definition'], 200)}"))
     for name in sorted(manifest.catalog.views):
         if name not in live_views:
             findings.append(Finding(f"view {name} is in the backup ({backup.path.parent.name}) but missing live"))
-    checked = len(manifest.catalog.indexes) + len(manifest.catalog.views)
+    checked = len(manifest.catalog.top_level_indexes()) + len(manifest.catalog.views)
     return findings, f"{count(checked, 'index and view', 'indexes and views')} of the backup's manifest checked"
 
 

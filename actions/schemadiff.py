@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from actions.catalog import Catalog
+from actions.catalog import Catalog, Table
 
 
 @dataclass(frozen=True)
@@ -109,27 +109,25 @@ def _own_objects(live: dict[str, dict], backup: dict[str, dict], tables_in_both:
     return added, dropped, changed
 
 
+def _attached_alike(one: Table | None, other: Table | None) -> bool:
+    return one is not None and other is not None and (one.partition_of, one.bound) == (other.partition_of, other.bound)
+
+
+def _fate(now: Table | None) -> str:
+    """What became of a partition of the backup that live no longer has where it was."""
+    if now is None:
+        return "dropped"
+    return "detached, now a table of its own" if now.partition_of is None else f"now a partition of {now.partition_of} {now.bound}"
+
+
 def _partitions(live: Catalog, backup: Catalog) -> tuple[list[str], list[str]]:
-    detached, attached = [], []
-    for name, table in sorted(backup.tables.items()):
-        if table.partition_of is None:
-            continue
-        now = live.tables.get(name)
-        if now is not None and now.partition_of == table.partition_of and now.bound == table.bound:
-            continue
-        what = ("dropped" if now is None else "detached, now a table of its own" if now.partition_of is None
-                else f"now a partition of {now.partition_of} {now.bound}")
-        detached.append(f"{name} of {table.partition_of} {table.bound}: {what}")
-    for name, table in sorted(live.tables.items()):
-        if table.partition_of is None:
-            continue
-        before = backup.tables.get(name)
-        if before is not None and before.partition_of == table.partition_of and before.bound == table.bound:
-            continue
-        if before is not None and before.partition_of is not None:
-            continue  # told above, as moved
-        attached.append(f"{name} of {table.partition_of} {table.bound}: "
-                        + ("new" if before is None else "was a table of its own"))
+    detached = [f"{name} of {then.partition_of} {then.bound}: {_fate(live.tables.get(name))}"
+                for name, then in sorted(backup.tables.items())
+                if then.partition_of and not _attached_alike(then, live.tables.get(name))]
+    # A partition moved from one place to another is told once, above.
+    attached = [f"{name} of {now.partition_of} {now.bound}: {'new' if before is None else 'was a table of its own'}"
+                for name, now in sorted(live.tables.items()) for before in [backup.tables.get(name)]
+                if now.partition_of and not _attached_alike(now, before) and (before is None or not before.partition_of)]
     return detached, attached
 
 

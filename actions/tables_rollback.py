@@ -112,15 +112,16 @@ async def preflight(ctx: RunContext) -> StepOutcome:
     if len({q.stored_name(t) for t in stored}) != len(stored):
         problems.append("two of the tables would get the same name in the shadow schema; restore them in separate runs")
     in_units = {t for u in units for t in (*u["leaves"], *u["live_only"])}
+    parents = [p for u in units for p in u["parents"]]
     existing = [t for t in tables if t in live_cat.tables]
     quiet: list[str] = []
     async with await pg.connect(env) as conn:
         for schema in (q.shadow_schema(ctx), q.replaced_schema(ctx)):
             if await pg.scalar(conn, "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)):
                 problems.append(f"a schema {schema} already exists (an earlier attempt?): inspect it, drop or rename it")
-        for t in [*existing, *(p for u in units for p in u["parents"])]:
+        for t in [*existing, *parents]:
             shape = await q.table_shape(conn, t)
-            if t not in in_units and t not in {p for u in units for p in u["parents"]}:
+            if t not in in_units and t not in parents:
                 if shape["kind"] == "p":
                     problems.append(f"{t} is partitioned live but a plain table in the backup: `/rollback full` brings "
                                     "it back")
@@ -161,7 +162,8 @@ def _row_tables(named: list[str], toc: Toc, backup: Catalog, live: Catalog,
     for t in named:
         then, now = backup.tables.get(t), live.tables.get(t)
         if then is None:
-            problems.append(f"{t} is in the backup's table of contents but not in its catalog: the backup is damaged")
+            problems.append(f"{t} is not one of the backup's own tables (it belongs to an extension, or to the bot's "
+                            "rollback_* schemas): this verb does not restore it")
         elif then.partitioned:
             unit = plan_unit(t, backup, live, problems)
             if unit is not None:
