@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from actions.records import Approval, Incident, Role, Run
+from actions.store.records import Approval, Incident, Role, Run
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ resolved; every refusal is written to the audit trail before it is answered.
 from __future__ import annotations
 
 from actions.config import Settings
-from actions.events import Emit, IncidentDeclared
-from actions.incidents import IncidentDesk
-from actions.inspection import backup_now, schema_diff
-from actions.plan import Plan
-from actions.plans import PLANS
-from actions.records import Actor, Incident, Role
-from actions.snapshot import Snapshot, take_snapshot
+from actions.engine.events import Emit, IncidentDeclared
+from actions.incidents.desk import IncidentDesk
+from actions.backups.inspection import backup_now, schema_diff
+from actions.engine.plan import Plan
+from actions.verbs import PLANS
+from actions.store.records import Actor, Incident, Role
+from actions.engine.snapshot import Snapshot, take_snapshot
 from actions.redact import Redactor
 from actions.results import (
     AlreadyRunning,
@@ -24,8 +24,8 @@ from actions.results import (
     Started,
     UnknownEnvironment,
 )
-from actions.runner import Runner
-from actions.store import AsyncStore, Busy
+from actions.engine.runner import Runner
+from actions.store.sqlite import AsyncStore, Busy
 
 
 

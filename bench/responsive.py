@@ -18,7 +18,7 @@ from bench.botrun import CHANNEL, OPERATOR, Bot, full_rollback, start_bot
 from bench.setup import Workbench, drop, reset_live, run
 from demo.flag_app import FlagFileApp
 from demo.backup import pg_command_args
-from actions.records import StepState
+from actions.store.records import StepState
 
 UPDATE = "🔄 STATUS UPDATE"
 

@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.config import SIGNOFF_ROLES, Settings
-from actions.records import Actor, Role
+from actions.store.records import Actor, Role
 
 log = logging.getLogger(__name__)
 

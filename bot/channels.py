@@ -7,8 +7,8 @@ import logging
 from slack_sdk.errors import SlackApiError
 
 from actions.config import Settings
-from actions.records import Incident
-from actions.store import AsyncStore
+from actions.store.records import Incident
+from actions.store.sqlite import AsyncStore
 from bot.access import Access
 from bot.poster import Poster
 from messages.lifecycle import channel_opened

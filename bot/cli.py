@@ -14,7 +14,7 @@ import psycopg
 from pydantic import SecretStr
 
 from actions.config import ConfigError, Settings, load_settings
-from actions.store import Store
+from actions.store.sqlite import Store
 from bot.credentials import CredentialsError, load_credentials
 
 DEMO_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -135,8 +135,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _backup(settings: Settings, environment: str) -> int:
-    from actions.backups import human_size
-    from actions.inspection import backup_now
+    from actions.backups.files import human_size
+    from actions.backups.inspection import backup_now
 
     if environment not in settings.environments:
         print(f"rollback-bot: no environment {environment!r} in {settings.config_path} "

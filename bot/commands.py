@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
 
-from actions.backup_take import BackupTaken
-from actions.backups import human_size
-from actions.inspection import DiffReport
-from actions.plans import PLANS
-from actions.records import Role
+from actions.backups.take import BackupTaken
+from actions.backups.files import human_size
+from actions.backups.inspection import DiffReport
+from actions.verbs import PLANS
+from actions.store.records import Role
 from actions.results import AlreadyRunning, Declared, InvalidArguments, Refused, Started, UnknownEnvironment
-from actions.runner import new_error_id
+from actions.engine.runner import new_error_id
 from messages import diff as diff_message
 from messages import replies
 from messages.views import StatusLine
@@ -172,7 +172,7 @@ class Public:
 
 
 async def _diagnose(deps: Deps, user: str, args: list[str]):
-    from actions.diagnose import diagnose
+    from actions.diagnose.run import diagnose
     from messages.diagnose import diagnosis_message
 
     if len(args) != 1:

@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 from slack_sdk.errors import SlackApiError
 
 from actions.config import Settings
-from actions.events import (
+from actions.engine.events import (
     ApprovalDecided,
     ApprovalRequested,
     Escalated,
@@ -30,11 +30,11 @@ from actions.events import (
     SeverityChosen,
     StepChanged,
 )
-from actions.incidents import LEVELS
-from actions.records import ApprovalState, IncidentStatus, RunState, StepState
-from actions.runner import new_error_id
-from actions.snapshot import Snapshot
-from actions.store import AsyncStore
+from actions.incidents.desk import LEVELS
+from actions.store.records import ApprovalState, IncidentStatus, RunState, StepState
+from actions.engine.runner import new_error_id
+from actions.engine.snapshot import Snapshot
+from actions.store.sqlite import AsyncStore
 from bot import presenters
 from bot.access import Access
 from bot.channels import open_incident_channel

@@ -23,7 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.redact import Redactor
-from actions.store import AsyncStore
+from actions.store.sqlite import AsyncStore
 from messages.blocks import SlackMessage
 
 

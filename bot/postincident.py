@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from actions.config import Settings
-from actions.events import ReportWritten
-from actions.records import IncidentStatus
-from actions.store import AsyncStore
+from actions.engine.events import ReportWritten
+from actions.store.records import IncidentStatus
+from actions.store.sqlite import AsyncStore
 from bot import presenters
 from bot.poster import Poster
 from messages.postincident import checklist_message, report_prompt, signoff_message

@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from actions.config import SIGNOFF_ROLES, Settings
-from actions.incidents import LEVELS
-from actions.plan import ApprovalPreview, Outcome
-from actions.postincident import CHECKLIST
-from actions.progress import ProgressView
-from actions.records import (AlertStatus, Approval, Incident, IncidentStatus, Run, RunState, StepRecord, StepState,
+from actions.incidents.desk import LEVELS
+from actions.engine.plan import ApprovalPreview, Outcome
+from actions.incidents.checklist import CHECKLIST
+from actions.engine.progress import ProgressView
+from actions.store.records import (AlertStatus, Approval, Incident, IncidentStatus, Run, RunState, StepRecord, StepState,
                              parse_time, utcnow)
-from actions.snapshot import Snapshot
+from actions.engine.snapshot import Snapshot
 from messages.views import (
     AlertView,
     ApprovalView,

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncApp
 
-from actions.backups import human_size
-from actions.cleanup import leftovers
+from actions.backups.files import human_size
+from actions.plans.cleanup import leftovers
 from bot.commands import start_plan
 from messages import replies
 from messages.ids import ActionId, EnvironmentButton, RunButton

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 
 from actions.config import Settings
-from actions.records import Incident, Role
+from actions.store.records import Incident, Role
 from actions.redact import Redactor
-from actions.runner import new_error_id
-from actions.store import AsyncStore
-from actions.watch import WatchAlert, WatchEnded, Watcher, WatchEvent, WatchStarted
+from actions.engine.runner import new_error_id
+from actions.store.sqlite import AsyncStore
+from actions.watch.watcher import WatchAlert, WatchEnded, Watcher, WatchEvent, WatchStarted
 from bot.poster import Poster
 from messages import replies
 from messages.blocks import SlackMessage, duration, mention

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from actions.backups import human_size
+from actions.backups.files import human_size
 from demo.backup import take_backup
 from demo.crm import create_crm, database_dsn, drop_database
 from demo.migration import apply_phase4_migration

@@ -20,7 +20,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from actions.config import Settings, load_settings
-from actions.store import Store
+from actions.store.sqlite import Store
 from bot.credentials import SlackCredentials
 from bot.server import BotRuntime
 from demo.backup import take_backup

@@ -13,7 +13,7 @@ from conftest import CHANNEL, OPERATOR, Harness
 from test_cli import run_cli
 from test_full_rollback import WAIT
 
-from actions.store import Store
+from actions.store.sqlite import Store
 
 OLD_SCHEMA = """
 CREATE TABLE audit (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from actions.records import IncidentStatus, RunState
+from actions.store.records import IncidentStatus, RunState
 from conftest import (APPROVER, APPROVER_2, CHANNEL, LEAD, OPERATOR, Harness, StandInApp, crm_database, database_names,
                       dsn_of, start_harness)
 from demo.fingerprint import diff, fingerprint

@@ -29,8 +29,8 @@ from psycopg import sql
 from test_cli import BIN, free_port
 from test_end_to_end import _listening
 
-from actions.records import StepState
-from actions.store import Store
+from actions.store.records import StepState
+from actions.store.sqlite import Store
 from demo.fingerprint import diff, fingerprint
 from fake_slack import FakeSlack
 

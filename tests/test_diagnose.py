@@ -23,10 +23,10 @@ from psycopg import sql
 from test_full_rollback import WAIT, audit_actions
 
 from actions.config import Environment
-from actions.diagnose import diagnose
-from actions.diagnose_base import Check, Context, Outcome
-from actions.diagnose_server import CHECKS as SERVER_CHECKS
-from actions.diagnosis import Status
+from actions.diagnose.run import diagnose
+from actions.diagnose.base import Check, Context, Outcome
+from actions.diagnose.server import CHECKS as SERVER_CHECKS
+from actions.diagnose.model import Status
 from demo.fingerprint import fingerprint
 
 CHECK_TITLES = ("Long-running queries", "Lock waits", "Connectivity", "Disk space and backups", "Foreign keys",
@@ -278,7 +278,7 @@ async def test_a_backup_disk_smaller_than_the_database_fails_with_contingency_3(
 
 def test_disk_thresholds():
     """The runbook wants twice the database size free; less than once means no restore aside."""
-    from actions.diagnose_server import space_status
+    from actions.diagnose.server import space_status
 
     gib = 1 << 30
     assert space_status(free=3 * gib, database_size=gib) is Status.OK

@@ -10,7 +10,7 @@ import sqlite3
 from conftest import APPROVER, APPROVER_2, CHANNEL, OPERATOR, start_harness
 from test_full_rollback import WAIT, audit_actions, run_end, start_rollback
 
-from actions.records import ApprovalState, StepState
+from actions.store.records import ApprovalState, StepState
 from conftest import database_names
 from demo.fingerprint import diff, fingerprint
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import strategies as st
 
 from actions.config import SIGNOFF_ROLES
-from actions.plans import PLANS
+from actions.verbs import PLANS
 from bot.commands import HANDLERS
 from conftest import APPROVER, BYSTANDER, CHANNEL, OPERATOR, Harness
 from demo.fingerprint import diff, fingerprint

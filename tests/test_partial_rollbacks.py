@@ -25,7 +25,7 @@ from psycopg import sql
 from test_cli import run_cli
 from test_full_rollback import WAIT, approval_message, audit_actions, run_end
 
-from actions.backup_take import take_backup
+from actions.backups.take import take_backup
 from actions.config import load_settings
 from demo.crm import create_crm, database_dsn
 from demo.crm_schema import DENORMALIZED_COLUMNS

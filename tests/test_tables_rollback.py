@@ -22,11 +22,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from test_full_rollback import WAIT, approval_message, audit_actions
 
-from actions import tables_swap
-from actions.catalog import describe
-from actions.manifest import Manifest, write_manifest
-from actions.plans import PLANS
-from actions.tables_rollback import SPEC
+from actions.plans.tables import swap as tables_swap
+from actions.postgres.catalog import describe
+from actions.backups.manifest import Manifest, write_manifest
+from actions.verbs import PLANS
+from actions.plans.tables.plan import SPEC
 from demo.fingerprint import fingerprint
 
 assert PLANS["tables"] is SPEC

@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
 from actions.config import Environment
-from actions.watch import AlertKind, WatchAlert, WatchEnded, Watcher, WatchStarted, WatchSummary
+from actions.watch.watcher import AlertKind, WatchAlert, WatchEnded, Watcher, WatchStarted, WatchSummary
 from messages.watch import watch_alert, watch_ended, watch_started
 
 ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")

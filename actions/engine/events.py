@@ -1,0 +1,111 @@
+"""What the runner tells the outside world. `bot/` turns these into Slack messages.
+
+Events carry records read back from the store after the transition was written, so what is
+announced is what is durable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from actions.engine.plan import Outcome
+from actions.store.records import Approval, Incident, Run, StepRecord
+
+
+@dataclass(frozen=True)
+class IncidentChanged:
+    """The incident's alert status or impact changed: the alert message is updated in place."""
+
+    incident: Incident
+    run: Run | None
+    app_stopped: bool
+    by: str | None = None  # who changed it, when a person did (not a run's step)
+
+
+@dataclass(frozen=True)
+class IncidentDeclared:
+    """A new incident: its channel (if one is made per incident) and its alert come first."""
+
+    incident: Incident
+    via: str  # "full" (a rollback opened it), "declare" or "assess"
+
+
+@dataclass(frozen=True)
+class SeverityAsked:
+    """`/rollback assess`: the decision tree's question, with its three answers."""
+
+    incident: Incident
+
+
+@dataclass(frozen=True)
+class SeverityChosen:
+    incident: Incident
+    choice: str  # critical / minor / unsure
+    by: str
+    approvers: tuple[str, ...]  # who is paged for "unsure"
+
+
+@dataclass(frozen=True)
+class Escalated:
+    incident: Incident
+    by: str
+    approvers: tuple[str, ...]  # who is notified
+
+
+@dataclass(frozen=True)
+class ReportWritten:
+    incident: Incident
+    path: str
+    final: bool = False  # written when the incident closed, with its sign-offs
+
+
+@dataclass(frozen=True)
+class PostIncidentChanged:
+    """A checklist item was ticked or a sign-off recorded: the messages are redrawn from the store."""
+
+    incident: Incident
+    what: str  # "checklist" or "signoffs"
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    incident: Incident
+    run: Run
+    plan_title: str
+    steps: tuple[StepRecord, ...]
+
+
+@dataclass(frozen=True)
+class StepChanged:
+    incident: Incident
+    run: Run
+    step: StepRecord
+
+
+@dataclass(frozen=True)
+class ApprovalRequested:
+    incident: Incident
+    run: Run
+    approval: Approval
+
+
+@dataclass(frozen=True)
+class ApprovalDecided:
+    incident: Incident
+    run: Run
+    approval: Approval
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    incident: Incident
+    run: Run
+    steps: tuple[StepRecord, ...]
+    outcome: Outcome
+    error_id: str | None = None
+
+
+Event = (IncidentDeclared | SeverityAsked | SeverityChosen | Escalated | IncidentChanged | RunStarted | StepChanged
+         | ApprovalRequested | ApprovalDecided | RunEnded | ReportWritten | PostIncidentChanged)
+Emit = Callable[[Event], None]

@@ -1,0 +1,206 @@
+"""The incident's life around the rollbacks: declare, assess, escalate, resolve, post-incident, close.
+
+Runbook Parts 1 (decision tree), 2 (escalation levels) and 10 (post-incident actions), and the
+sign-offs. Like the runner, every action checks who may do it, writes the store and the audit
+trail, then emits events for `bot/` to show.
+"""
+
+from __future__ import annotations
+
+from actions.config import SIGNOFF_ROLES, Settings
+from actions.engine.events import (
+    Emit,
+    Escalated,
+    IncidentChanged,
+    IncidentDeclared,
+    PostIncidentChanged,
+    ReportWritten,
+    SeverityAsked,
+    SeverityChosen,
+)
+from actions.incidents.checklist import GROUPS
+from actions.store.records import Actor, AlertStatus, Incident, IncidentStatus, Role
+from actions.incidents.report import write_report
+from actions.results import (
+    Declared,
+    DeclareResult,
+    IncidentNotFound,
+    LifecycleResult,
+    NotPossible,
+    Recorded,
+    Refused,
+    UnknownEnvironment,
+)
+from actions.store.sqlite import AsyncStore
+
+SEVERITIES = {"critical": 3, "minor": None, "unsure": None}  # the level each answer sets, if any
+LEVELS = {1: "Issue detection", 2: "Partial failure", 3: "Critical failure"}
+
+
+class IncidentDesk:
+    def __init__(self, settings: Settings, store: AsyncStore, emit: Emit):
+        self.settings = settings
+        self.store = store
+        self.emit = emit
+
+    def _responders(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.settings.bot.operators, *self.settings.bot.approvers]))
+
+    async def _refuse(self, actor: Actor, action: str, reason: str, incident: Incident | None = None,
+                      role: Role | None = None, allowed: tuple[str, ...] = ()) -> Refused:
+        await self.store.audit(actor.user_id, f"{action}.refused", outcome="refused", reason=reason,
+                               incident_id=incident and incident.id, environment=incident and incident.environment)
+        return Refused(reason, role, allowed or self._responders())
+
+    async def _audit(self, actor: Actor, action: str, incident: Incident, **detail) -> None:
+        await self.store.audit(actor.user_id, action, incident_id=incident.id, environment=incident.environment, **detail)
+
+    async def _open_incident(self, actor: Actor, action: str, incident_id: str) -> Incident | LifecycleResult:
+        """The incident if the actor may act on it while it is open; else the answer to give."""
+        incident = await self.store.incident(incident_id)
+        if incident is None:
+            return IncidentNotFound(incident_id)
+        if not actor.responder:
+            return await self._refuse(actor, action, "only operators and approvers may do this", incident)
+        if incident.status is not IncidentStatus.OPEN:
+            return NotPossible(f"{incident.id} is already {incident.status.value}")
+        return incident
+
+    # -- opening ------------------------------------------------------------------------------
+
+    async def declare(self, actor: Actor, environment: str, summary: str | None, *, assess: bool = False) -> DeclareResult:
+        """`/rollback declare` (and `assess`, which then asks the decision tree's question)."""
+        action = "assess" if assess else "declare"
+        if environment not in self.settings.environments:
+            await self.store.audit(actor.user_id, f"{action}.unknown_environment", outcome="refused", environment=environment)
+            return UnknownEnvironment(environment, tuple(self.settings.environments))
+        if not actor.responder:
+            await self.store.audit(actor.user_id, f"{action}.refused", outcome="refused", environment=environment,
+                                   reason="not an operator or approver")
+            return Refused("only operators and approvers may open an incident", Role.OPERATOR, self._responders())
+        incident, new = await self.store.declare_incident(
+            environment=environment, declared_by=actor.user_id, channel=self.settings.bot.incident_channel,
+            summary=summary)
+        if new:
+            await self._audit(actor, "incident.declared", incident, summary=summary, via=action)
+            self.emit(IncidentDeclared(incident, action))
+        if assess:
+            await self._audit(actor, "severity.asked", incident)
+            self.emit(SeverityAsked(incident))
+        return Declared(incident, new)
+
+    # -- decision tree and escalation -----------------------------------------------------------
+
+    async def choose_severity(self, actor: Actor, incident_id: str, choice: str) -> LifecycleResult:
+        """CRITICAL → level 3 and a full rollback proposed; MINOR → continue and fix; UNSURE → pause, page."""
+        if choice not in SEVERITIES:
+            return NotPossible(f"unknown answer {choice!r}")
+        incident = await self._open_incident(actor, "severity", incident_id)
+        if not isinstance(incident, Incident):
+            return incident
+        values = {"severity": choice}
+        if SEVERITIES[choice] and incident.level < SEVERITIES[choice]:
+            values["level"] = SEVERITIES[choice]
+        incident = await self.store.update_incident(incident.id, **values)
+        await self._audit(actor, f"severity.{choice}", incident, level=incident.level)
+        self.emit(SeverityChosen(incident, choice, actor.user_id, tuple(self.settings.bot.approvers)))
+        self.emit(IncidentChanged(incident, None, await self._app_stopped(incident)))
+        note = {"critical": "Recorded CRITICAL: the full rollback is proposed in the channel.",
+                "minor": "Recorded MINOR: continue and fix.",
+                "unsure": "Recorded UNSURE: paused, approvers paged."}[choice]
+        return Recorded(incident, note)
+
+    async def escalate(self, actor: Actor, incident_id: str) -> LifecycleResult:
+        incident = await self._open_incident(actor, "escalate", incident_id)
+        if not isinstance(incident, Incident):
+            return incident
+        if incident.level >= 3:
+            return NotPossible(f"{incident.id} is already at level 3 ({LEVELS[3]})")
+        incident = await self.store.update_incident(incident.id, level=incident.level + 1)
+        await self._audit(actor, "escalated", incident, level=incident.level)
+        self.emit(Escalated(incident, actor.user_id, tuple(self.settings.bot.approvers)))
+        self.emit(IncidentChanged(incident, None, await self._app_stopped(incident)))
+        return Recorded(incident, f"Raised {incident.id} to level {incident.level} ({LEVELS[incident.level]}); "
+                                  "approvers notified.")
+
+    async def resolve(self, actor: Actor, incident_id: str) -> LifecycleResult:
+        """Resolve by hand: a minor issue fixed forward, or an app fixed after a rollback's swap."""
+        incident = await self._open_incident(actor, "resolve", incident_id)
+        if not isinstance(incident, Incident):
+            return incident
+        if await self.store.runs(incident_id=incident.id, active=True):
+            return NotPossible(f"a rollback of {incident.environment} is running; it resolves the incident when it succeeds")
+        incident = await self.store.update_incident(incident.id, status=IncidentStatus.RESOLVED,
+                                                    alert_status=AlertStatus.RESOLVED)
+        await self._audit(actor, "incident.resolved", incident)
+        self.emit(IncidentChanged(incident, None, False, by=actor.user_id))
+        await self.write_report(incident.id)
+        return Recorded(incident, f"Resolved {incident.id}.")
+
+    async def _app_stopped(self, incident: Incident) -> bool:
+        runs = await self.store.runs(incident_id=incident.id)
+        return bool(runs and runs[-1].facts.get("app_stopped"))
+
+    # -- post-incident --------------------------------------------------------------------------
+
+    async def tick(self, actor: Actor, incident_id: str, group: str, selected: set[str]) -> LifecycleResult:
+        """The checkboxes of one checklist group now show `selected`: record every change."""
+        incident = await self.store.incident(incident_id)
+        if incident is None or group not in GROUPS:
+            return IncidentNotFound(incident_id)
+        state = await self.store.checklist(incident.id)
+        changed = []
+        for key, _ in GROUPS[group].items:
+            checked = key in selected
+            if checked != bool(state.get(key, {}).get("checked")):
+                await self.store.set_checklist_item(incident.id, key, checked, actor.user_id)
+                await self._audit(actor, "checklist.checked" if checked else "checklist.unchecked", incident, item=key)
+                changed.append(key)
+        if changed:
+            self.emit(PostIncidentChanged(incident, "checklist"))
+        return Recorded(incident, f"{len(changed)} checklist item(s) updated.")
+
+    async def sign_off(self, actor: Actor, incident_id: str, role: str) -> LifecycleResult:
+        incident = await self.store.incident(incident_id)
+        if incident is None or role not in SIGNOFF_ROLES:
+            return IncidentNotFound(incident_id)
+        if incident.status is IncidentStatus.OPEN:
+            return NotPossible(f"{incident.id} is not resolved yet: sign-offs come after the resolution")
+        if not actor.has(Role(role)):
+            return await self._refuse(actor, "sign_off", f"only the configured {SIGNOFF_ROLES[role]} may sign off "
+                                      f"as {SIGNOFF_ROLES[role]}", incident, Role(role),
+                                      tuple(self.settings.bot.signers(role)))
+        if not await self.store.sign_off(incident.id, role, actor.user_id):
+            signed = (await self.store.signoffs(incident.id))[role]
+            return NotPossible(f"{SIGNOFF_ROLES[role]} was already signed off by <@{signed['user']}>")
+        await self._audit(actor, "signed_off", incident, role=role)
+        self.emit(PostIncidentChanged(incident, "signoffs"))
+        missing = [r for r in self.settings.bot.required_signoffs if r not in await self.store.signoffs(incident.id)]
+        if missing or incident.status is IncidentStatus.CLOSED:
+            return Recorded(incident, f"Signed off as {SIGNOFF_ROLES[role]}.")
+        incident = await self.store.update_incident(incident.id, status=IncidentStatus.CLOSED)
+        await self.store.audit("bot", "incident.closed", incident_id=incident.id, environment=incident.environment,
+                               reason="all required sign-offs are in")
+        self.emit(IncidentChanged(incident, None, False))
+        await self.write_report(incident.id, final=True)
+        return Recorded(incident, f"Signed off as {SIGNOFF_ROLES[role]}; {incident.id} is closed.")
+
+    async def save_notes(self, actor: Actor, incident_id: str, *, root_cause: str, what_failed: str,
+                         prevention: str) -> LifecycleResult:
+        """Root cause, what failed and prevention, from the report modal; the report is rewritten."""
+        incident = await self.store.incident(incident_id)
+        if incident is None:
+            return IncidentNotFound(incident_id)
+        if not actor.responder and not any(actor.has(Role(r)) for r in SIGNOFF_ROLES):
+            return await self._refuse(actor, "report_notes", "only responders and sign-off people may edit the report", incident)
+        incident = await self.store.update_incident(
+            incident.id, root_cause=root_cause.strip() or None, what_failed=what_failed.strip() or None,
+            prevention=prevention.strip() or None)
+        await self._audit(actor, "report.edited", incident)
+        await self.write_report(incident.id)
+        return Recorded(incident, f"Saved; the report of {incident.id} was regenerated.")
+
+    async def write_report(self, incident_id: str, *, final: bool = False) -> str:
+        path = await write_report(self.settings, self.store, incident_id)
+        self.emit(ReportWritten(await self.store.incident(incident_id), str(path), final))
+        return str(path)

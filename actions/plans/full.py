@@ -1,0 +1,356 @@
+"""Scenario 1 of the runbook, the immediate full rollback, made safe.
+
+The runbook drops the failed database, creates an empty one and restores into it: if the restore
+fails half-way there is no database at all. Here the backup is restored *aside*, into a new
+database beside the live one, while the approval is pending; it is verified; and only then are
+the two swapped by renaming, in one transaction. The failed database is kept under a new name.
+
+Steps: declare → preflight → [read the whole dump → stop app] → restore aside → verify →
+(approval) [stop app] → swap → start app → smoke checks → resolve → report. The app is stopped
+right away (the runbook's order, `stop_app = "immediately"`), once the dump is known to be whole,
+or only for the swap (`"at_swap"`), which keeps it up during the restore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from psycopg import sql
+
+from actions.application import control as appctl
+
+from actions.engine import binding as gate
+
+from actions.postgres import server as pg
+from actions.backups.files import BackupFile, BackupProblem, backup_name, human_size, newest_backup, read_all_data, read_toc
+from actions.engine.plan import ApprovalPreview, Outcome, Plan, RunContext, Step, StepFailed, StepOutcome
+from actions.engine.concurrency import together
+from actions.config import Environment
+from actions.engine.events import ReportWritten
+from actions.engine.processes import run_process
+from actions.engine.progress import RestoreProgress
+from actions.store.records import AlertStatus, IncidentStatus, RunState
+from actions.incidents.report import write_report
+from actions.backups.manifest import load_manifest
+from actions.backups.verify import verify_restored
+
+DISK_MARGIN = 1.1  # the restored copy may be larger than the live database (rows the migration deleted)
+
+
+def names(ctx: RunContext) -> tuple[str, str, str]:
+    """(live, restored copy, name the failed database is kept under)."""
+    live = ctx.environment.database
+    return live, f"{live}__rollback_{ctx.database_suffix}", f"{live}__failed_{ctx.database_suffix}"
+
+
+async def declare(ctx: RunContext) -> StepOutcome:
+    await ctx.announce(alert_status=AlertStatus.ROLLING_BACK)
+    return StepOutcome(f"{ctx.incident.id} declared by <@{ctx.incident.declared_by}> at "
+                       f"{ctx.incident.declared_at:%H:%M:%S} UTC; full rollback requested by <@{ctx.run.requested_by}> "
+                       f"for {ctx.environment.name} ({ctx.environment.target})")
+
+
+async def preflight(ctx: RunContext) -> StepOutcome:
+    """Everything that can be checked in moments before anything is changed, all at once: the
+    dump's table of contents and SHA-256 (the approval is bound to it), and the server (names,
+    rights, disk). Reading every data block is a step of its own (`read_dump`)."""
+    env = ctx.environment
+    live, aside, keep_as = names(ctx)
+    for name in (aside, keep_as):
+        if len(name.encode()) > pg.MAX_IDENTIFIER_BYTES:
+            raise StepFailed(f"the database name {name} would be longer than PostgreSQL's 63 bytes; "
+                             "use a shorter database name for this environment")
+    try:
+        backup = await asyncio.to_thread(newest_backup, env)  # a backup folder may be on slow storage
+        toc, fingerprint, server = await together(
+            read_toc(backup), gate.backup_fingerprint(str(backup.path)), _check_server(env, live, aside, keep_as))
+    except BackupProblem as problem:
+        raise StepFailed(str(problem)) from None
+    facts = {"backup_path": str(backup.path), "backup_created": backup.created.isoformat(), "backup_size": backup.size,
+             "toc_entries": len(toc.entries), "live": live, "aside": aside, "keep_as": keep_as,
+             "live_size": server.size, "leftover_aside": server.leftover, **fingerprint}
+    again = f"; {aside}, left by an interrupted run of this incident, will be restored again" if server.leftover else ""
+    return StepOutcome(
+        f"backup {backup.describe()}: {len(toc.entries)} items in its table of contents; "
+        f"{env.target} reachable (PostgreSQL {server.version}), {human_size(server.size)}; {server.disk}{again}", facts)
+
+
+async def read_dump(ctx: RunContext) -> StepOutcome:
+    """Read and decompress every data block before the application is stopped.
+
+    Only in the plan that stops the app right after (`stop_app = "immediately"`): a truncated or
+    corrupt dump found here costs no downtime. It runs after the approval request is posted, so
+    the approver reads while it runs (about 13 s per GB of dump on 2 cores). With "at_swap"
+    nothing is stopped or changed before the swap, and the restore reads every block itself: a
+    damaged dump fails it, the copy is dropped, live and the app are untouched.
+    """
+    try:
+        seconds = await read_all_data(_backup(ctx))
+    except BackupProblem as problem:
+        raise StepFailed(str(problem)) from None
+    return StepOutcome(f"every data block read and decompressed in {seconds:.1f} s: the dump is whole")
+
+
+@dataclass(frozen=True)
+class _Server:
+    version: str
+    size: int
+    disk: str
+    leftover: bool
+
+
+async def _check_server(env: Environment, live: str, aside: str, keep_as: str) -> _Server:
+    try:
+        conn = await pg.admin(env)
+    except Exception as exc:
+        raise StepFailed(f"cannot connect to {env.target} (maintenance database {env.maintenance_db}): "
+                         f"{str(exc).splitlines()[0]}") from None
+    async with conn:
+        if not await pg.database_exists(conn, live):
+            raise StepFailed(f"the live database {live} does not exist on {env.target}")
+        if await pg.database_exists(conn, keep_as):
+            raise StepFailed(f"{keep_as} exists: an earlier run of this incident already swapped the restored copy in, "
+                             f"so {live} is the restored database. Start the application and check it, or mark the "
+                             "incident resolved; a second full rollback would replace the restored data")
+        # The aside copy's name carries this incident's id: one that exists was left by an earlier,
+        # interrupted run of this same incident. It never held live data and was never verified,
+        # so it is restored again from scratch.
+        leftover = await pg.database_exists(conn, aside)
+        if not await pg.may_swap(conn, live):
+            raise StepFailed(f"the configured role may not create and rename databases: it needs to be superuser, "
+                             f"or to have CREATEDB and be a member of {live}'s owner role")
+        version = (await pg.scalar(conn, "SHOW server_version")).split(" ")[0]
+        size = await pg.scalar(conn, "SELECT pg_database_size(%s)", (live,))
+        disk = await _disk_room(conn, live, size)
+    return _Server(version, size, disk, leftover)
+
+
+async def _disk_room(conn, live: str, needed: int) -> str:
+    """Free space where the copy will be written — the live database's tablespace, which the copy
+    inherits, else the data directory — when this host can see it (a local server)."""
+    try:
+        data_dir = await pg.scalar(
+            conn, "SELECT coalesce(nullif(pg_tablespace_location(d.dattablespace), ''), "
+                  "current_setting('data_directory')) FROM pg_database d WHERE d.datname = %s", (live,))
+    except Exception:
+        return "disk room not checked (the role may not read data_directory)"
+    if not data_dir or not Path(data_dir).exists():
+        return "disk room not checked (the server's data directory is not on this host)"
+    free = (await asyncio.to_thread(shutil.disk_usage, data_dir)).free
+    if free < needed * DISK_MARGIN:
+        raise StepFailed(f"not enough disk for a second copy: {human_size(free)} free in {data_dir}, "
+                         f"about {human_size(needed * DISK_MARGIN)} needed. Free space or add storage, then retry")
+    return f"{human_size(free)} free for the copy"
+
+
+async def stop_app(ctx: RunContext) -> StepOutcome:
+    detail = await appctl.run_commands(ctx.environment, "stop")
+    await ctx.announce(app_stopped=True)
+    return StepOutcome(detail)
+
+
+async def restore_aside(ctx: RunContext) -> StepOutcome:
+    """pg_restore into a new database beside the live one; nothing live is touched."""
+    env = ctx.environment
+    live, aside, _ = names(ctx)
+    async with await pg.admin(env) as conn:
+        if ctx.facts.get("leftover_aside"):
+            await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(aside)))
+        await pg.create_database_like(conn, live, aside)
+    await ctx.remember({"aside_created": True})
+    ctx.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = ctx.settings.logs_dir / f"{ctx.run.id}-restore.log"
+    target, secret_env = pg.client_args(env, aside)
+    toc = await read_toc(_backup(ctx))
+    progress = RestoreProgress({entry.dump_id for entry in toc.entries}, env.restore_jobs)
+    ctx.track(progress)
+    result = await run_process(
+        ["pg_restore", "--verbose", "--exit-on-error", "--no-password", f"--jobs={env.restore_jobs}",
+         f"--dbname={target}", ctx.facts["backup_path"]],
+        env=secret_env, on_line=progress.feed, log_path=log_path)
+    if not result.ok:
+        cause = result.cause()
+        raise StepFailed(f"pg_restore failed ({result.how_it_ended()})"
+                         + (f": {cause.removeprefix('pg_restore: ')}" if cause else "") + f" — log: {log_path}")
+    progress.finish()
+    async with await pg.admin(env) as conn:
+        copied = await pg.copy_database_properties(conn, live, aside)
+    rate = ctx.facts["backup_size"] / result.seconds / 2**20 if result.seconds else 0
+    await ctx.remember({"restore_seconds": result.seconds, "restore_log": str(log_path)})
+    return StepOutcome(
+        f"restored into {aside} in {result.seconds:.1f} s with {env.restore_jobs} job(s) "
+        f"({rate:.1f} MB/s of dump); copied from {live}: owner{', ' + ', '.join(copied) if copied else ''}")
+
+
+async def verify(ctx: RunContext) -> StepOutcome:
+    env = ctx.environment
+    _, aside, _ = names(ctx)
+    backup = _backup(ctx)
+    toc, manifest = await together(read_toc(backup), asyncio.to_thread(load_manifest, backup.path))
+    result = await verify_restored(lambda: pg.connect(env, aside), toc, manifest, jobs=env.restore_jobs)
+    if not result.ok:
+        shown = ", ".join(result.missing[:8]) + (f" and {len(result.missing) - 8} more" if len(result.missing) > 8 else "")
+        raise StepFailed(f"the restored copy lacks {len(result.missing)} object(s) of the backup: {shown}")
+    return StepOutcome(f"pg_restore reported no errors; {result.summary()}; {result.manifest_note}",
+                       {"row_counts": result.row_counts})
+
+
+def _backup(ctx: RunContext) -> BackupFile:
+    path = Path(ctx.facts["backup_path"])
+    return BackupFile(path, datetime.fromisoformat(ctx.facts["backup_created"]), ctx.facts["backup_size"])
+
+
+async def swap(ctx: RunContext) -> StepOutcome:
+    live, aside, keep_as = names(ctx)
+    # Written before anything is renamed: without it, a later "the server did not answer" can
+    # only mean the swap never began, and live is known to be untouched.
+    await ctx.remember({"swap_started": True})
+    async with await pg.admin(ctx.environment) as conn:
+        result = await pg.swap_databases(conn, live=live, restored=aside, keep_as=keep_as)
+    await ctx.remember({"swapped": True, "swap_window_seconds": result.window_seconds})
+    return StepOutcome(f"{live} is now the restored copy; the failed database is kept as {keep_as}; "
+                       f"{result.sessions_terminated} session(s) ended; {live} was closed for {result.window_seconds:.2f} s")
+
+
+async def start_app(ctx: RunContext) -> StepOutcome:
+    started = await appctl.run_commands(ctx.environment, "start")
+    await ctx.announce(app_stopped=False)
+    healthy = await appctl.wait_healthy(ctx.environment)
+    return StepOutcome(f"{started}; {healthy}")
+
+
+async def smoke(ctx: RunContext) -> StepOutcome:
+    return StepOutcome(await appctl.run_smoke_checks(ctx.environment))
+
+
+async def resolve(ctx: RunContext) -> StepOutcome:
+    await ctx.announce(alert_status=AlertStatus.RESOLVED, status=IncidentStatus.RESOLVED)
+    return StepOutcome(f"{ctx.incident.id} resolved")
+
+
+async def report(ctx: RunContext) -> StepOutcome:
+    path = await write_report(ctx.settings, ctx.store, ctx.incident.id)
+    ctx.emit(ReportWritten(await ctx.store.incident(ctx.incident.id), str(path)))
+    return StepOutcome(f"incident report written to {path.name}", {"report_path": str(path)})
+
+
+def preview(ctx: RunContext) -> ApprovalPreview:
+    env = ctx.environment
+    live, aside, keep_as = names(ctx)
+    backup = _backup(ctx)
+    actions = []
+    if env.stop_app == "at_swap":
+        actions.append("Stop the application (" + ("; ".join(" ".join(a) for a in env.stop) or "no stop command configured") + ")")
+    actions += [
+        f"Wait until the restored copy `{aside}` is verified against the backup",
+        f"Close `{live}` to new connections and end its open sessions",
+        f"Rename `{live}` → `{keep_as}` (kept for forensics; the bot never drops it)",
+        f"Rename `{aside}` → `{live}` (both renames in one transaction)",
+        "Start the application, wait for its health check, run the smoke checks",
+    ]
+    return ApprovalPreview(
+        title=f"Full rollback of {env.name}",
+        actions=tuple(actions),
+        facts=(("Target", env.target), ("Backup", backup.describe()), ("Failed database kept as", keep_as),
+               ("Restored copy", aside), ("Requested by", f"<@{ctx.run.requested_by}>")),
+        confirm=(f"Replace {live} with the copy restored from {backup_name(env)} of "
+                 f"{backup.created:%Y-%m-%d %H:%M} UTC? The current {live} is kept as {keep_as}."),
+    )
+
+
+async def reconcile(ctx: RunContext) -> None:
+    """After a failure or a crash, read where the databases stand instead of trusting memory: a
+    lost connection may hide a committed swap, a crash may leave the live database closed."""
+    if "aside" not in ctx.facts:
+        return  # preflight did not pass: nothing was created or changed
+    live, aside, keep_as = names(ctx)
+    try:
+        async with await pg.admin(ctx.environment) as conn:
+            kept, copy = await pg.database_exists(conn, keep_as), await pg.database_exists(conn, aside)
+            open_to_clients = await pg.scalar(conn, "SELECT datallowconn FROM pg_database WHERE datname = %s", (live,))
+    except Exception:
+        if ctx.facts.get("swap_started"):
+            await ctx.remember({"swap_state": "unknown"})
+        else:  # the swap never began: live is untouched whatever the server says now
+            await ctx.remember({"swapped": False, "swap_state": "known", "server_unreachable": True})
+        return
+    await ctx.remember({"swapped": kept and not copy, "aside_created": copy, "swap_state": "known",
+                        "live_refuses_connections": open_to_clients is False})
+
+
+async def abort(ctx: RunContext) -> str:
+    """Undo what is safe to undo: the aside copy if it was never swapped in; an app stopped only for the swap."""
+    done = []
+    if ctx.facts.get("swap_state") == "unknown":
+        return "Nothing was cleaned up: the server could not be asked where the databases stand."
+    if ctx.facts.get("aside_created") and not ctx.facts.get("swapped"):
+        _, aside, _ = names(ctx)
+        try:
+            async with await pg.admin(ctx.environment) as conn:
+                await pg.drop_database(conn, aside)
+            done.append(f"The restored copy {aside} was dropped.")
+        except Exception:  # the server is down or refusing: the copy may remain, so name it
+            done.append(f"The restored copy `{aside}` could not be dropped (the server did not answer): once the "
+                        f"server is back, run `/rollback cleanup {ctx.environment.name}` (it asks an approver).")
+    if ctx.facts.get("app_stopped") and not ctx.facts.get("swapped") and ctx.environment.stop_app == "at_swap":
+        # The app was up on the live database before the swap window; put it back as it was.
+        await appctl.run_commands(ctx.environment, "start")
+        await ctx.announce(app_stopped=False)
+        done.append("The application, stopped only for the swap, was started again.")
+    return " ".join(done)
+
+
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+    live, _, keep_as = names(ctx)
+    facts = ctx.facts
+    if state is RunState.SUCCEEDED:
+        return Outcome(f"`{live}` holds the backup of {_backup(ctx).created:%Y-%m-%d %H:%M} UTC; "
+                       f"the failed database is kept as `{keep_as}`.")
+    if facts.get("swap_state") == "unknown":
+        return Outcome(f"Unknown: the server did not answer. If a database `{keep_as}` exists, the swap is done and "
+                       f"`{live}` holds the restored backup; otherwise `{live}` is untouched.",
+                       "Check the server, then look for those names (`\\l`) before doing anything else.")
+    if not facts.get("swapped"):
+        advice = ("The application is still stopped (this rollback stopped it): start it again with the "
+                  "environment's start command once you have decided what to do." if facts.get("app_stopped") and
+                  ctx.environment.stop_app == "immediately" else "")
+        if state is RunState.FAILED:
+            advice = f"Fix what the ❌ step reports, then run `/rollback full {ctx.environment.name}` again. {advice}"
+        if facts.get("live_refuses_connections"):
+            advice += (f" `{live}` refuses new connections (the swap had closed it): "
+                       f"run `ALTER DATABASE {live} WITH ALLOW_CONNECTIONS true` once you are ready.")
+        return Outcome(f"Nothing was changed: `{live}` is untouched.", advice.strip())
+    step = {"start_app": "the application did not start or did not become healthy",
+            "smoke": "the application started but smoke checks failed"}.get(
+        failed_step or "", "the application has not been started again yet")
+    return Outcome(
+        f"The swap is done: `{live}` holds the restored backup; the failed database is kept as `{keep_as}`.",
+        f"Only the application is left: {step}. Fix it and start it with the environment's start command; "
+        "the database needs no further action.")
+
+
+def build_plan(stop_app_mode: str) -> Plan:
+    """The plan for an environment whose `stop_app` is `stop_app_mode` ("immediately" or "at_swap")."""
+    stop_now = stop_app_mode == "immediately"
+    steps = [
+        Step("declare", "Declare the incident", declare),
+        Step("preflight", "Preflight: backup, target, disk", preflight),
+        *([Step("read_dump", "Read the whole backup", read_dump, interruptible=True),
+           Step("stop_app", "Stop the application", stop_app)] if stop_now else []),
+        Step("restore_aside", "Restore the backup aside", restore_aside, interruptible=True),
+        Step("verify", "Verify the restored copy", verify, interruptible=True),
+        *([] if stop_now else [Step("stop_app", "Stop the application for the swap", stop_app, destructive=True)]),
+        Step("swap", "Swap the restored copy in", swap, destructive=True),
+        Step("start_app", "Start the application", start_app),
+        Step("smoke", "Run the smoke checks", smoke),
+        Step("resolve", "Resolve the incident", resolve),
+        Step("report", "Write the incident report", report),
+    ]
+    # The approval is asked as soon as preflight passes: the restore runs while the approver reads.
+    gate = next(i for i, step in enumerate(steps) if step.destructive)
+    steps[gate] = replace(steps[gate], ask_approval_after="preflight", preview=preview)
+    return Plan("full", "Full rollback", tuple(steps), abort=abort, outcome=outcome, reconcile=reconcile)
