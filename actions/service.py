@@ -6,27 +6,26 @@ resolved; every refusal is written to the audit trail before it is answered.
 
 from __future__ import annotations
 
+from actions.backups.inspection import backup_now, schema_diff
 from actions.config import Settings
 from actions.engine.events import Emit, IncidentDeclared
-from actions.incidents.desk import IncidentDesk
-from actions.backups.inspection import backup_now, schema_diff
 from actions.engine.plan import Plan
-from actions.verbs import PLANS
-from actions.store.records import Actor, Incident, Role
+from actions.engine.runner import Runner
 from actions.engine.snapshot import Snapshot, take_snapshot
+from actions.incidents.desk import IncidentDesk
 from actions.redact import Redactor
 from actions.results import (
     AlreadyRunning,
     DecideResult,
     InvalidArguments,
     Refused,
-    StartResult,
     Started,
+    StartResult,
     UnknownEnvironment,
 )
-from actions.engine.runner import Runner
+from actions.store.records import Actor, Incident, Role
 from actions.store.sqlite import AsyncStore, Busy
-
+from actions.verbs import PLANS
 
 
 class RollbackService:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from actions.plans import restart as app_restart
-
-from actions.plans import app as app_rollback
-
-from actions.plans import cleanup
-
-from actions.plans import columns as columns_rollback
-
-from actions.plans import objects as drop_objects
-
-from actions.plans import full as full_rollback
-
-from actions.plans import quarantine
-
-from actions.plans import remedies
-
-from actions.plans import rerun
-
-from actions.plans.tables import plan as tables_rollback
 from actions.engine.plan import PlanSpec
+from actions.plans import app as app_rollback
+from actions.plans import cleanup, quarantine, remedies, rerun
+from actions.plans import columns as columns_rollback
+from actions.plans import full as full_rollback
+from actions.plans import objects as drop_objects
+from actions.plans import restart as app_restart
+from actions.plans.tables import plan as tables_rollback
 
 PLANS: dict[str, PlanSpec] = {
     "full": PlanSpec("full", "Full rollback", lambda env, args: full_rollback.build_plan(env.stop_app), level=3),

@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import docs
 import psycopg
 
+from bench import docs
 from bench.botrun import BotFailed, bot_scenario, quiet_logs
 from bench.report import summarise, table
 from bench.responsive import responsiveness

@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from actions.config import load_settings
 from bench.probes import Probes
 from bench.setup import ENV, Workbench, reset_live
-from demo.flag_app import FlagFileApp
 from bot.credentials import SlackCredentials
 from bot.server import BotRuntime
+from demo.flag_app import FlagFileApp
 from fake_slack import FakeSlack, Message
 
 SIGNING_SECRET = "bench-signing-secret-5d1e"

@@ -14,11 +14,11 @@ import contextlib
 import statistics
 import time
 
+from actions.store.records import StepState
 from bench.botrun import CHANNEL, OPERATOR, Bot, full_rollback, start_bot
 from bench.setup import Workbench, drop, reset_live, run
-from demo.flag_app import FlagFileApp
 from demo.backup import pg_command_args
-from actions.store.records import StepState
+from demo.flag_app import FlagFileApp
 
 UPDATE = "🔄 STATUS UPDATE"
 

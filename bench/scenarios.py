@@ -14,8 +14,8 @@ import aiohttp
 
 from bench.probes import Probes
 from bench.setup import Workbench, drop, reset_live, run
-from demo.flag_app import FlagFileApp
 from demo.backup import pg_command_args
+from demo.flag_app import FlagFileApp
 
 STEP7_SQL = """
 SELECT 'Products' as table_name, COUNT(*) as row_count FROM products

@@ -14,9 +14,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.config import Settings
 from actions.redact import Redactor, dsn_secrets
-from actions.verbs import PLANS
 from actions.service import RollbackService
 from actions.store.sqlite import AsyncStore, Store
+from actions.verbs import PLANS
 from bot import approvals, commands, lifecycle, recovery
 from bot.access import Access
 from bot.credentials import SlackCredentials

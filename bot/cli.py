@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import redactor_for
     from bot.logs import configure_logging  # imported here: only serving needs Bolt and aiohttp
     from bot.server import BotRuntime, run_until_stopped
-    from bot.app import redactor_for
 
     credentials = load_credentials(http=args.http)
     configure_logging(redactor_for(settings, credentials))
@@ -135,7 +135,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _backup(settings: Settings, environment: str) -> int:
-    from actions.backups.files import human_size
+    import readable
     from actions.backups.inspection import backup_now
 
     if environment not in settings.environments:
@@ -147,7 +147,7 @@ def _backup(settings: Settings, environment: str) -> int:
     if isinstance(result, str):
         print(f"rollback-bot: backup of {environment} failed: {result}", file=sys.stderr)
         return 1
-    print(f"{result.path} ({human_size(result.size)}, {result.seconds:.1f} s); manifest {result.manifest.name}: "
+    print(f"{result.path} ({readable.size(result.size)}, {result.seconds:.1f} s); manifest {result.manifest.name}: "
           f"{result.tables} tables, {result.rows:,} rows")
     for old in result.beyond_keep:
         print(f"beyond keep_backups={env.keep_backups}, kept: {old.path.parent.name}")

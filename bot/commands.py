@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncApp
 
-from actions.backups.take import BackupTaken
-from actions.backups.files import human_size
+import readable
 from actions.backups.inspection import DiffReport
-from actions.verbs import PLANS
-from actions.store.records import Role
-from actions.results import AlreadyRunning, Declared, InvalidArguments, Refused, Started, UnknownEnvironment
+from actions.backups.take import BackupTaken
 from actions.engine.runner import new_error_id
+from actions.results import AlreadyRunning, Declared, InvalidArguments, Refused, Started, UnknownEnvironment
+from actions.store.records import Role
+from actions.verbs import PLANS
 from messages import diff as diff_message
 from messages import replies
 from messages.views import StatusLine
@@ -159,7 +159,7 @@ def inspect_verb(verb: str):
             case BackupTaken():
                 env = deps.settings.environments[args[0].lower()]
                 return diff_message.backup_taken(env.name, str(result.path.relative_to(env.backup_dir.parent)),
-                                                 human_size(result.size), result.seconds, result.tables, result.rows,
+                                                 readable.size(result.size), result.seconds, result.tables, result.rows,
                                                  [b.path.parent.name for b in result.beyond_keep], env.keep_backups)
     return handler
 

@@ -30,16 +30,16 @@ from actions.engine.events import (
     SeverityChosen,
     StepChanged,
 )
-from actions.incidents.desk import LEVELS
-from actions.store.records import ApprovalState, IncidentStatus, RunState, StepState
 from actions.engine.runner import new_error_id
 from actions.engine.snapshot import Snapshot
+from actions.incidents.desk import LEVELS
+from actions.store.records import ApprovalState, IncidentStatus, RunState, StepState
 from actions.store.sqlite import AsyncStore
 from bot import presenters
 from bot.access import Access
 from bot.channels import open_incident_channel
-from bot.postincident import PostIncident
 from bot.poster import Poster
+from bot.postincident import PostIncident
 from messages import lifecycle
 from messages.approval import approval_message
 from messages.incident import alert, decision_line, resolved, resolved_by_hand, run_ended, run_started, step_line

@@ -19,13 +19,11 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-
 from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.redact import Redactor
 from actions.store.sqlite import AsyncStore
 from messages.blocks import SlackMessage
-
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from actions.config import SIGNOFF_ROLES, Settings
-from actions.incidents.desk import LEVELS
-from actions.engine.plan import ApprovalPreview, Outcome
-from actions.incidents.checklist import CHECKLIST
+from actions.engine.plan import ApprovalPreview, RunOutcome
 from actions.engine.progress import ProgressView
-from actions.store.records import (AlertStatus, Approval, Incident, IncidentStatus, Run, RunState, StepRecord, StepState,
-                             parse_time, utcnow)
 from actions.engine.snapshot import Snapshot
+from actions.incidents.checklist import CHECKLIST
+from actions.incidents.desk import LEVELS
+from actions.store.records import (
+    AlertStatus,
+    Approval,
+    Incident,
+    IncidentStatus,
+    Run,
+    RunState,
+    StepRecord,
+    StepState,
+    parse_time,
+    utcnow,
+)
 from messages.views import (
     AlertView,
     ApprovalView,
@@ -75,7 +85,7 @@ def approval_view(approval: Approval, settings: Settings) -> ApprovalView:
         decided_by=approval.decided_by, decided_at=approval.decided_at)
 
 
-def run_end_view(incident: Incident, run: Run, steps: tuple[StepRecord, ...], outcome: Outcome,
+def run_end_view(incident: Incident, run: Run, steps: tuple[StepRecord, ...], outcome: RunOutcome,
                  plan_title: str) -> RunEndView:
     failed = next((s.title for s in steps if s.state is StepState.FAILED), None)
     seconds = (run.ended_at - run.started_at).total_seconds() if run.ended_at else None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncApp
 
-from actions.backups.files import human_size
+import readable
 from actions.plans.cleanup import leftovers
 from bot.commands import start_plan
 from messages import replies
@@ -102,7 +102,7 @@ async def offer_cleanup(deps: Deps) -> None:
             log.warning("could not look for leftover copies of %s: %s", name, deps.redact(str(exc).splitlines()[0]))
             continue
         if found:
-            message = leftover_copies(name, [(copy, human_size(size)) for copy, size in found])
+            message = leftover_copies(name, [(copy, readable.size(size)) for copy, size in found])
             await deps.notifier.poster.post(deps.settings.bot.incident_channel, message)
             await deps.store.audit("bot", "leftovers.found", environment=name, copies=[copy for copy, _ in found])
 

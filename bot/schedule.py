@@ -18,10 +18,10 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from actions.config import Settings
-from actions.incidents.checklist import CHECKLIST, unchecked
-from actions.store.records import Incident, IncidentStatus, utcnow
 from actions.engine.runner import new_error_id
+from actions.incidents.checklist import CHECKLIST, unchecked
 from actions.service import RollbackService
+from actions.store.records import Incident, IncidentStatus, utcnow
 from bot.notifier import Notifier, UpdateDue
 from bot.poster import Poster
 from messages.postincident import reminder

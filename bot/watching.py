@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 
 from actions.config import Settings
-from actions.store.records import Incident, Role
-from actions.redact import Redactor
 from actions.engine.runner import new_error_id
+from actions.redact import Redactor
+from actions.store.records import Incident, Role
 from actions.store.sqlite import AsyncStore
 from actions.watch.watcher import WatchAlert, WatchEnded, Watcher, WatchEvent, WatchStarted
 from bot.poster import Poster
 from messages import replies
-from messages.blocks import SlackMessage, duration, mention
+from messages.blocks import SlackMessage, mention
 from messages.watch import watch_alert, watch_ended, watch_started
+from readable import duration
 
 if TYPE_CHECKING:
     from bot.app import Deps

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from actions.backups.files import human_size
+import readable
 from demo.backup import take_backup
 from demo.crm import create_crm, database_dsn, drop_database
 from demo.migration import apply_phase4_migration
@@ -77,7 +77,7 @@ async def create_demo(spec: DemoSpec) -> DemoSummary:
         f"migration ({len(migration.columns_dropped)} columns dropped, {len(migration.views_created)} views and "
         f"{len(migration.indexes_created)} indexes added, {sum(migration.rows_deleted.values()):,} rows deleted)",
         f"backup    {backup.relative_to(state.parent) if state.parent in backup.parents else backup} "
-        f"({human_size(backup.stat().st_size)}, taken before the migration)",
+        f"({readable.size(backup.stat().st_size)}, taken before the migration)",
         f"app       stand-in CRM on http://127.0.0.1:{port} (/api/sales fails until the rollback)",
         f"config    {spec.config}",
         f"ready in {time.monotonic() - started:.1f} s",

@@ -7,6 +7,7 @@ header 150, button text 75, button value 2,000, confirm dialog text 300, 10 fiel
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,10 +83,12 @@ def mention(user_or_group: str) -> str:
     return f"<!subteam^{user_or_group}>" if user_or_group.startswith("S") else f"<@{user_or_group}>"
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+MENTION = re.compile(r"(<@[UW][A-Z0-9]+>|<!subteam\^S[A-Z0-9]+>)")
+
+
+def escape(text: str, *, keep_mentions: bool = False) -> str:
+    """Slack's three control characters escaped in mrkdwn text; with `keep_mentions`, user and
+    usergroup mentions stay live (a stop reason may name who stopped a watch; SQL never pings)."""
+    parts = MENTION.split(text) if keep_mentions else [text]
+    return "".join(part if keep_mentions and MENTION.fullmatch(part) else
+                   part.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for part in parts)

@@ -12,7 +12,7 @@ import itertools
 from datetime import datetime
 from typing import Any, Protocol, Sequence
 
-from messages.blocks import SlackMessage, button, clip, confirm_dialog, context, header, section
+from messages.blocks import SlackMessage, button, clip, confirm_dialog, context, escape, header, section
 from messages.ids import ActionId, RemedyButton
 
 ICONS = {"ok": "✅", "warn": "⚠️", "fail": "❌", "error": "❔"}
@@ -58,10 +58,6 @@ class DiagnosisLike(Protocol):
 
     @property
     def worst(self) -> Any: ...
-
-
-def escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _value(status: Any) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from messages.blocks import SlackMessage, actions, button, confirm_dialog, context, duration, fields, header, section
+from messages.blocks import SlackMessage, actions, button, confirm_dialog, context, fields, header, section
 from messages.ids import ActionId, IncidentButton, RunButton
 from messages.views import AlertView, ResolvedView, RunEndView, StepView
+from readable import duration
 
 STEP_ICONS = {
     "pending": "▫️", "waiting for approval": "⏸️", "running": "⏳", "succeeded": "✅",

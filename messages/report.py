@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from messages.blocks import duration
 from messages.incident import STEP_ICONS
 from messages.views import ReportView, RunView
+from readable import duration
 
 TO_FILL = "_To be filled in by the incident owner._"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from messages.blocks import SlackMessage, context, duration, section
+from messages.blocks import SlackMessage, context, section
 from messages.views import UpdateView
+from readable import duration
 
 
 def status_update(view: UpdateView) -> SlackMessage:

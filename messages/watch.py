@@ -7,10 +7,10 @@ they are only escaped for mrkdwn (`&`, `<`, `>`), because they quote SQL.
 
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
-from messages.blocks import SlackMessage, context, duration, mention, section
+from messages.blocks import SlackMessage, context, escape, mention, section
+from readable import duration
 
 ICONS = {"long_query": "🕑", "lock_wait": "🔒", "hung": "🧊", "connection_lost": "🔌", "connection_back": "✅"}
 TITLES = {"long_query": "Long-running query", "lock_wait": "Lock wait", "hung": "Session hung",
@@ -65,17 +65,6 @@ class EndedLike(Protocol):
     environment: str
     reason: str
     summary: SummaryLike
-
-
-MENTION = re.compile(r"(<@[UW][A-Z0-9]+>|<!subteam\^S[A-Z0-9]+>)")
-
-
-def escape(text: str, *, keep_mentions: bool = False) -> str:
-    """Slack's three control characters escaped in mrkdwn text; with `keep_mentions`, user and
-    usergroup mentions stay live (a stop reason may name who stopped the watch; SQL never pings)."""
-    parts = MENTION.split(text) if keep_mentions else [text]
-    return "".join(part if keep_mentions and MENTION.fullmatch(part) else
-                   part.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for part in parts)
 
 
 def watch_started(event: StartedLike) -> SlackMessage:

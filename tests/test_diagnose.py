@@ -24,7 +24,7 @@ from test_full_rollback import WAIT, audit_actions
 
 from actions.config import Environment
 from actions.diagnose.run import diagnose
-from actions.diagnose.base import Check, Context, Outcome
+from actions.diagnose.base import Check, CheckOutcome, Context
 from actions.diagnose.server import CHECKS as SERVER_CHECKS
 from actions.diagnose.model import Status
 from demo.fingerprint import fingerprint
@@ -220,9 +220,9 @@ async def test_a_check_over_its_time_limit_is_cut_off_on_the_server_too(crm):
     """The time limit is kept on both sides: the report comes in time, and the server stops the work."""
     env = Environment(name="staging", dsn=crm.dsn, backup_dir=str(crm.backup_root), check_timeout_seconds=1)
 
-    async def slow(ctx: Context) -> Outcome:
+    async def slow(ctx: Context) -> CheckOutcome:
         await ctx.db.execute("SELECT pg_sleep(30)")
-        return Outcome(Status.OK, "never")
+        return CheckOutcome(Status.OK, "never")
 
     started = time.monotonic()
     report = await diagnose(env, (Check("slow", "Slow", "hint", slow), *SERVER_CHECKS))

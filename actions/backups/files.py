@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import readable
+from actions.backups.toc import Toc, parse_toc
 from actions.config import Environment
 from actions.engine.processes import capture_process, run_process
-from actions.backups.toc import Toc, parse_toc
 
 
 class BackupProblem(Exception):
@@ -23,15 +24,7 @@ class BackupFile:
     size: int
 
     def describe(self) -> str:
-        return f"{self.path.name} in {self.path.parent.name}/ (created {self.created:%Y-%m-%d %H:%M:%S} UTC, {human_size(self.size)})"
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
+        return f"{self.path.name} in {self.path.parent.name}/ (created {self.created:%Y-%m-%d %H:%M:%S} UTC, {readable.size(self.size)})"
 
 
 def backup_name(env: Environment) -> str:

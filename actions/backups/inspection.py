@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict, dataclass
 
-from actions.postgres import server as pg
-from actions.backups.take import BackupFailed, BackupTaken, take_backup
 from actions.backups.files import BackupProblem, newest_backup
-from actions.postgres.catalog import describe
+from actions.backups.scratch import backup_catalog
+from actions.backups.take import BackupFailed, BackupTaken, take_backup
 from actions.config import Environment
 from actions.engine.plan import StepFailed
+from actions.postgres import server as pg
+from actions.postgres.catalog import describe
 from actions.postgres.schemadiff import compare
-from actions.backups.scratch import backup_catalog
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
+from actions.backups.manifest import load_manifest
+from actions.backups.toc import Toc
+from actions.config import Environment
+from actions.engine.plan import StepFailed
+from actions.engine.processes import run_process
 from actions.postgres import server as pg
 from actions.postgres.catalog import FORMAT as CATALOG_FORMAT
 from actions.postgres.catalog import Catalog, describe
-from actions.config import Environment
-from actions.backups.manifest import load_manifest
-from actions.engine.plan import StepFailed
-from actions.engine.processes import run_process
-from actions.backups.toc import Toc
 
 _RESTORE = ["pg_restore", "--no-owner", "--exit-on-error", "--no-password"]
 _ROWS_ONLY = [*_RESTORE, "--no-acl"]

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from psycopg import IsolationLevel
 
-from actions.postgres import server as pg
 from actions.backups.files import BackupFile, all_backups, backup_name
-from actions.postgres.catalog import describe
-from actions.config import Environment
 from actions.backups.manifest import Manifest, write_manifest
+from actions.config import Environment
 from actions.engine.processes import run_process
+from actions.postgres import server as pg
+from actions.postgres.catalog import describe
 from actions.store.records import utcnow
 
 

@@ -16,13 +16,13 @@ from typing import Awaitable, Callable
 import psycopg
 from psycopg import sql
 
+from actions.backups.manifest import Manifest
+from actions.backups.toc import VERIFIED_KINDS, Toc
+from actions.engine.concurrency import together
+from actions.engine.plan import StepFailed
 from actions.postgres.catalog import FORMAT as CATALOG_FORMAT
 from actions.postgres.catalog import checksum_text, count_and_checksum_query, describe, stable_session
-from actions.engine.concurrency import together
-from actions.backups.manifest import Manifest
-from actions.engine.plan import StepFailed
 from actions.postgres.schemadiff import compare
-from actions.backups.toc import VERIFIED_KINDS, Toc
 
 Connect = Callable[[], Awaitable[psycopg.AsyncConnection]]  # a new connection to the restored copy
 

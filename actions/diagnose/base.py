@@ -17,12 +17,12 @@ from datetime import datetime
 
 import psycopg
 
-from actions.postgres import server as pg
+import readable
 from actions.config import Environment
 from actions.diagnose.model import Finding, Remedy, RemedyKind, Status
+from actions.postgres import server as pg
 
 RUN_TAG_PREFIX = "rollback-bot diagnose"
-QUERY_CHARS = 100  # the first line of a query, as shown in a finding
 LOCK_TIMEOUT_SECONDS = 2.0  # a check that needs a table lock gives up on it after this long
 
 
@@ -47,7 +47,7 @@ class Context:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class CheckOutcome:
     """What a check found; the runner adds key, title, duration and (by default) the hint."""
 
     status: Status
@@ -61,7 +61,7 @@ class Check:
     key: str
     title: str
     hint: str  # one line naming the runbook contingency, shown when the status is not OK
-    run: Callable[[Context], Awaitable[Outcome]]
+    run: Callable[[Context], Awaitable[CheckOutcome]]
     own_connection: bool = False  # True: the check connects by itself (its connect failing is a finding)
 
 
@@ -94,38 +94,16 @@ async def limit_statements(conn: psycopg.AsyncConnection, deadline: float, margi
     await conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{milliseconds}ms",))
 
 
-def first_line(text: str | None, limit: int = QUERY_CHARS) -> str:
-    """The first non-empty line of a query or an error, whitespace collapsed, clipped to `limit`."""
-    for line in (text or "").splitlines():
-        line = " ".join(line.split())
-        if line:
-            return line if len(line) <= limit else line[: limit - 1] + "…"
-    return ""
-
-
 def error_line(exc: BaseException) -> str:
     """An exception as one line: the server's primary message when there is one."""
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return first_line(primary or str(exc) or type(exc).__name__, 300)
+    return readable.first_line(primary or str(exc) or type(exc).__name__, 300)
 
 
 def age(seconds: float | None) -> str:
-    """45 s, 3 min 05 s, 2 h 10 min, 3 d 4 h."""
-    if seconds is None:
-        return "unknown"
-    seconds = max(0.0, float(seconds))
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours // 24} d {hours % 24} h"
-
-
-def count(n: int, noun: str, plural: str | None = None) -> str:
-    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+    """How long ago or for how long, as a finding says it ("unknown" when the server did not say)."""
+    return readable.duration(seconds, unknown="unknown")
 
 
 def terminate(pid: int, backend_start: datetime, label: str | None = None) -> Remedy:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from actions.diagnose.base import Check, Context, Outcome, count, error_line, limit_statements
+import readable
+from actions.diagnose.base import Check, CheckOutcome, Context, error_line, limit_statements
 from actions.diagnose.model import Finding, Remedy, RemedyKind, Status
-from actions.postgres.foreign_keys import ForeignKey, foreign_keys as catalog_foreign_keys
+from actions.postgres.foreign_keys import ForeignKey
+from actions.postgres.foreign_keys import foreign_keys as catalog_foreign_keys
 
 CONTINGENCY_4 = ("Contingency 4 — FK Constraint Violations: move the orphan rows aside (the bot copies them into "
                  "rollback_quarantine before deleting them) or restore from the backup.")
@@ -45,20 +47,20 @@ def sample_text(fk: ForeignKey, rows: list[list[str]]) -> str:
 def finding(fk: ForeignKey, orphans: int, sample: list[list[str]]) -> Finding:
     more = ", …" if orphans > len(sample) else ""
     not_valid = " (constraint NOT VALID)" if not fk.validated else ""
-    text = (f"{fk.name}: {count(orphans, 'orphan row')} in {'.'.join(fk.child)} ({', '.join(fk.columns)}) "
+    text = (f"{fk.name}: {readable.count(orphans, 'orphan row')} in {'.'.join(fk.child)} ({', '.join(fk.columns)}) "
             f"with no {'.'.join(fk.parent)} ({', '.join(fk.parent_columns)}){not_valid} — e.g. {sample_text(fk, sample)}{more}")
     return Finding(text, Remedy(RemedyKind.QUARANTINE, {"constraint": fk.name},
                                 f"Quarantine {orphans:,} orphans ({fk.constraint_name})"))
 
 
-async def foreign_keys(ctx: Context) -> Outcome:
+async def foreign_keys(ctx: Context) -> CheckOutcome:
     keys = await catalog_foreign_keys(ctx.db)
     findings: list[Finding] = []
     notes: list[Finding] = []
     total = checked = 0
     for n, fk in enumerate(keys):
         if ctx.remaining() < MARGIN_SECONDS * 2:
-            notes.append(Finding(f"{count(len(keys) - n, 'foreign key')} not checked within the "
+            notes.append(Finding(f"{readable.count(len(keys) - n, 'foreign key')} not checked within the "
                                  f"{ctx.timeout:g} s limit (from {fk.name} on)"))
             break
         await limit_statements(ctx.db, ctx.deadline, MARGIN_SECONDS)
@@ -69,7 +71,7 @@ async def foreign_keys(ctx: Context) -> Outcome:
                                  "session (see Lock waits)"))
             continue
         except psycopg.errors.QueryCanceled as exc:
-            notes.append(Finding(f"{fk.name} and {count(len(keys) - n - 1, 'other')} not checked: "
+            notes.append(Finding(f"{fk.name} and {readable.count(len(keys) - n - 1, 'other')} not checked: "
                                  f"{error_line(exc)} (time limit {ctx.timeout:g} s)"))
             break
         orphans, sample = await cursor.fetchone()
@@ -78,16 +80,16 @@ async def foreign_keys(ctx: Context) -> Outcome:
             total += orphans
             findings.append(finding(fk, orphans, sample))
     if findings:
-        summary = (f"{len(findings)} of {count(len(keys), 'foreign key')} have orphan rows "
-                   f"({count(total, 'row')} in all)")
+        summary = (f"{len(findings)} of {readable.count(len(keys), 'foreign key')} have orphan rows "
+                   f"({readable.count(total, 'row')} in all)")
         status = Status.FAIL
     elif notes:
-        summary, status = f"No orphan rows in the {checked} of {count(len(keys), 'foreign key')} checked", Status.WARN
+        summary, status = f"No orphan rows in the {checked} of {readable.count(len(keys), 'foreign key')} checked", Status.WARN
     else:
-        summary, status = f"No orphan rows ({count(len(keys), 'foreign key')} checked)", Status.OK
+        summary, status = f"No orphan rows ({readable.count(len(keys), 'foreign key')} checked)", Status.OK
     hint = None if findings or not notes else ("Contingency 4 — FK Constraint Violations: some foreign keys could "
                                                "not be checked; run the diagnosis again once the locks are gone.")
-    return Outcome(status, summary, tuple(findings + notes), hint)
+    return CheckOutcome(status, summary, tuple(findings + notes), hint)
 
 
 CHECKS = (Check("foreign_keys", "Foreign keys", CONTINGENCY_4, foreign_keys),)

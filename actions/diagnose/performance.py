@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
+import readable
 from actions.backups.files import BackupProblem, newest_backup
-from actions.diagnose.base import Check, Context, Outcome, age, count, first_line
-from actions.diagnose.model import Finding, Remedy, RemedyKind, Status
 from actions.backups.manifest import load_manifest
+from actions.diagnose.base import Check, CheckOutcome, Context, age
+from actions.diagnose.model import Finding, Remedy, RemedyKind, Status
 
 CONTINGENCY_5 = ("Contingency 5 — Performance Degradation: ANALYZE/VACUUM the tables, REINDEX invalid indexes, "
                  "recreate missing indexes (/rollback diff lists them); if still slow, roll back the indexes.")
@@ -45,17 +46,17 @@ def statistics_finding(schema: str, table: str, live: int, dead: int, changed: i
                        analyzed_ago: float | None) -> Finding:
     name = f"{schema}.{table}"
     if analyzed_ago is None:
-        text = f"{name} was never analyzed ({count(live, 'live row')})"
+        text = f"{name} was never analyzed ({readable.count(live, 'live row')})"
     else:
-        text = (f"{name} has stale statistics: {count(changed, 'row')} changed since the last analyze "
+        text = (f"{name} has stale statistics: {readable.count(changed, 'row')} changed since the last analyze "
                 f"{age(analyzed_ago)} ago ({changed / max(live, 1):.0%} of {live:,} live rows)")
     if dead > DEAD_SHARE * live:
-        return Finding(f"{text}; {count(dead, 'dead row')} ({dead / max(live, 1):.0%})",
+        return Finding(f"{text}; {readable.count(dead, 'dead row')} ({dead / max(live, 1):.0%})",
                        Remedy(RemedyKind.VACUUM, {"table": name}, f"VACUUM {name}"))
     return Finding(text, Remedy(RemedyKind.ANALYZE, {"table": name}, f"ANALYZE {name}"))
 
 
-async def performance(ctx: Context) -> Outcome:
+async def performance(ctx: Context) -> CheckOutcome:
     cursor = await ctx.db.execute(STATISTICS_SQL, {"share": STALE_SHARE, "rows": STALE_ROWS})
     tables = [statistics_finding(*row) for row in await cursor.fetchall()]
     cursor = await ctx.db.execute(INVALID_INDEXES_SQL)
@@ -64,20 +65,20 @@ async def performance(ctx: Context) -> Outcome:
         name = f"{schema}.{index}"
         if building is not None:
             invalid.append(Finding(f"{name} on {schema}.{table} is being built by pid {building} "
-                                   f"(not valid until it finishes): {first_line(definition, 200)}"))
+                                   f"(not valid until it finishes): {readable.first_line(definition, 200)}"))
         else:
             invalid.append(Finding(f"{name} on {schema}.{table} is INVALID (a failed CREATE INDEX CONCURRENTLY?): "
-                                   f"{first_line(definition, 200)}",
+                                   f"{readable.first_line(definition, 200)}",
                                    Remedy(RemedyKind.REINDEX, {"index": name}, f"REINDEX {name}")))
     missing, source = await _missing_objects(ctx)
-    parts = [f"{count(len(tables), 'table')} with missing or stale statistics" if tables else "",
-             f"{count(len(invalid), 'invalid index', 'invalid indexes')}" if invalid else "",
+    parts = [f"{readable.count(len(tables), 'table')} with missing or stale statistics" if tables else "",
+             f"{readable.count(len(invalid), 'invalid index', 'invalid indexes')}" if invalid else "",
              f"{len(missing)} of the backup's indexes and views missing live" if missing else ""]
     parts = [p for p in parts if p]
     findings = tuple(invalid + tables + missing)  # invalid indexes first: they get the fix buttons first
     if not findings:
-        return Outcome(Status.OK, f"Statistics current, no invalid index; {source}")
-    return Outcome(Status.WARN, "; ".join(parts) + ("" if missing else f" ({source})"), findings)
+        return CheckOutcome(Status.OK, f"Statistics current, no invalid index; {source}")
+    return CheckOutcome(Status.WARN, "; ".join(parts) + ("" if missing else f" ({source})"), findings)
 
 
 async def _missing_objects(ctx: Context) -> tuple[list[Finding], str]:
@@ -97,12 +98,12 @@ async def _missing_objects(ctx: Context) -> tuple[list[Finding], str]:
     for name, index in sorted(manifest.catalog.top_level_indexes().items()):  # a partition's goes with its parent's
         if name not in live_indexes:
             findings.append(Finding(f"index {name} on {index['table']} is in the backup ({backup.path.parent.name}) "
-                                    f"but missing live: {first_line(index['definition'], 200)}"))
+                                    f"but missing live: {readable.first_line(index['definition'], 200)}"))
     for name in sorted(manifest.catalog.views):
         if name not in live_views:
             findings.append(Finding(f"view {name} is in the backup ({backup.path.parent.name}) but missing live"))
     checked = len(manifest.catalog.top_level_indexes()) + len(manifest.catalog.views)
-    return findings, f"{count(checked, 'index and view', 'indexes and views')} of the backup's manifest checked"
+    return findings, f"{readable.count(checked, 'index and view', 'indexes and views')} of the backup's manifest checked"
 
 
 CHECKS = (Check("performance", "Performance", CONTINGENCY_5, performance),)

@@ -16,15 +16,12 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from actions.diagnose import foreign_keys as diagnose_foreign_keys
-
-from actions.diagnose import performance as diagnose_performance
-
-from actions.diagnose import server as diagnose_server
-
-from actions.diagnose import sessions as diagnose_sessions
 from actions.config import Environment
-from actions.diagnose.base import RUN_TAG_PREFIX, Check, Context, Outcome, error_line, open_connection
+from actions.diagnose import foreign_keys as diagnose_foreign_keys
+from actions.diagnose import performance as diagnose_performance
+from actions.diagnose import server as diagnose_server
+from actions.diagnose import sessions as diagnose_sessions
+from actions.diagnose.base import RUN_TAG_PREFIX, Check, CheckOutcome, Context, error_line, open_connection
 from actions.diagnose.model import CheckResult, Diagnosis, Finding, Status
 from actions.redact import Redactor, dsn_secrets
 
@@ -55,12 +52,12 @@ async def _run(check: Check, env: Environment, tag: str, redact: Redactor) -> Ch
                 conn = await open_connection(env, tag, deadline)
             outcome = await check.run(Context(env, conn, tag, timeout, deadline))
     except (TimeoutError, psycopg.errors.QueryCanceled):  # ours, or the server's statement_timeout
-        outcome = Outcome(Status.ERROR, f"Did not finish within its {timeout:g} s limit (check_timeout_seconds)")
+        outcome = CheckOutcome(Status.ERROR, f"Did not finish within its {timeout:g} s limit (check_timeout_seconds)")
     except psycopg.Error as exc:
-        outcome = Outcome(Status.ERROR, f"Could not run: {error_line(exc)}")
+        outcome = CheckOutcome(Status.ERROR, f"Could not run: {error_line(exc)}")
     except Exception as exc:  # a bug in one check must not take the whole report down
         log.exception("diagnose check %s failed", check.key)
-        outcome = Outcome(Status.ERROR, f"Could not run: {type(exc).__name__}: {error_line(exc)}")
+        outcome = CheckOutcome(Status.ERROR, f"Could not run: {type(exc).__name__}: {error_line(exc)}")
     finally:
         if conn is not None:
             await _close(conn)

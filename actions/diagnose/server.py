@@ -12,8 +12,9 @@ from typing import Any
 
 import psycopg
 
-from actions.backups.files import BackupFile, all_backups, human_size
-from actions.diagnose.base import Check, Context, Outcome, count, error_line, open_connection, worst_of
+import readable
+from actions.backups.files import BackupFile, all_backups
+from actions.diagnose.base import Check, CheckOutcome, Context, error_line, open_connection, worst_of
 from actions.diagnose.base import age as human_age
 from actions.diagnose.model import Finding, Status
 
@@ -40,7 +41,7 @@ def connections_status(used: int, limit: int) -> Status:
     return Status.FAIL if share >= CONNECTIONS_FAIL else Status.WARN if share >= CONNECTIONS_WARN else Status.OK
 
 
-async def connectivity(ctx: Context) -> Outcome:
+async def connectivity(ctx: Context) -> CheckOutcome:
     started = time.monotonic()
     try:
         conn = await open_connection(ctx.env, ctx.tag, ctx.deadline)
@@ -62,14 +63,14 @@ async def connectivity(ctx: Context) -> Outcome:
     if standby:
         status = worst_of(status, Status.WARN)
         findings.append(Finding("The server is in recovery (a standby): it accepts no writes"))
-    findings.append(Finding(f"{count(busy, 'other session')} busy in {ctx.env.database} "
+    findings.append(Finding(f"{readable.count(busy, 'other session')} busy in {ctx.env.database} "
                             "(a migration still running shows here)"))
     summary = (f"Connected in {connect_ms:.0f} ms, round trip {round_trip_ms:.1f} ms · PostgreSQL {version} · "
                f"{used} of {limit} connections ({used / limit:.0%})")
-    return Outcome(status, summary, tuple(findings))
+    return CheckOutcome(status, summary, tuple(findings))
 
 
-async def _unreachable(ctx: Context, exc: psycopg.OperationalError) -> Outcome:
+async def _unreachable(ctx: Context, exc: psycopg.OperationalError) -> CheckOutcome:
     """The database refuses us: does the server answer at all (on the maintenance database)?"""
     findings = [Finding(f"Connecting to {ctx.env.target} failed: {error_line(exc)}")]
     if ctx.env.maintenance_db != ctx.env.database and ctx.remaining() > 1:
@@ -81,7 +82,7 @@ async def _unreachable(ctx: Context, exc: psycopg.OperationalError) -> Outcome:
         except psycopg.OperationalError as other:
             findings.append(Finding(f"The server does not answer on {ctx.env.maintenance_db} either: "
                                     f"{error_line(other)}"))
-    return Outcome(Status.FAIL, f"Cannot connect to {ctx.env.target}: {error_line(exc)}", tuple(findings))
+    return CheckOutcome(Status.FAIL, f"Cannot connect to {ctx.env.target}: {error_line(exc)}", tuple(findings))
 
 
 def space_status(free: int, database_size: int) -> Status:
@@ -95,7 +96,7 @@ def backup_status(newest: BackupFile | None, now: datetime) -> tuple[Status, str
     """WARN without a usable backup or when the newest is older than a day."""
     if newest is None:
         return Status.WARN, "No backup found"
-    text = f"Newest backup {newest.path.parent.name}/{newest.path.name}: {human_age((now - newest.created).total_seconds())} old, {human_size(newest.size)}"
+    text = f"Newest backup {newest.path.parent.name}/{newest.path.name}: {human_age((now - newest.created).total_seconds())} old, {readable.size(newest.size)}"
     if newest.size == 0:
         return Status.WARN, text + " (empty: it cannot be restored)"
     if (now - newest.created).total_seconds() > BACKUP_MAX_AGE_SECONDS:
@@ -119,17 +120,17 @@ def _space(path: Path) -> tuple[Path, Any, int]:
 def _space_line(label: str, folder: Path, usage, size: int, status: Status) -> str:
     verdict = {Status.OK: "enough", Status.WARN: "less than the runbook's 2×",
                Status.FAIL: "less than the database itself: a full rollback cannot restore aside"}[status]
-    return (f"{label} {folder}: {human_size(usage.free)} free of {human_size(usage.total)} "
-            f"(need 2 × {human_size(size)} = {human_size(2 * size)}; {verdict})")
+    return (f"{label} {folder}: {readable.size(usage.free)} free of {readable.size(usage.total)} "
+            f"(need 2 × {readable.size(size)} = {readable.size(2 * size)}; {verdict})")
 
 
-async def disk(ctx: Context) -> Outcome:
+async def disk(ctx: Context) -> CheckOutcome:
     size = (await (await ctx.db.execute("SELECT pg_database_size(current_database())")).fetchone())[0]
     data_dir = await _data_directory(ctx)
     folder, usage, device = await asyncio.to_thread(_space, ctx.env.backup_dir)
     worst = space_status(usage.free, size)
     findings = [Finding(_space_line("Backup folder", folder, usage, size, worst))]
-    summary = f"{human_size(usage.free)} free for backups, database {human_size(size)}"
+    summary = f"{readable.size(usage.free)} free for backups, database {readable.size(size)}"
     if data_dir is not None:
         try:
             data_folder, data_usage, data_device = await asyncio.to_thread(_space, Path(data_dir))
@@ -140,10 +141,10 @@ async def disk(ctx: Context) -> Outcome:
             worst = worst_of(worst, data_state)
             same = " (same filesystem as the backups)" if data_device == device else ""
             findings.append(Finding(_space_line("Data directory", data_folder, data_usage, size, data_state) + same))
-            summary += f", {human_size(data_usage.free)} free in the data directory"
+            summary += f", {readable.size(data_usage.free)} free in the data directory"
     backups = await asyncio.to_thread(all_backups, ctx.env)
     backup_state, backup_text = backup_status(backups[0] if backups else None, datetime.now(UTC))
-    findings.append(Finding(backup_text + (f" ({count(len(backups), 'backup')} in {ctx.env.backup_dir})" if backups
+    findings.append(Finding(backup_text + (f" ({readable.count(len(backups), 'backup')} in {ctx.env.backup_dir})" if backups
                                            else f" in {ctx.env.backup_dir}")))
     summary += "; " + backup_text[0].lower() + backup_text[1:]
     advice = []
@@ -155,7 +156,7 @@ async def disk(ctx: Context) -> Outcome:
         advice.append(f"take a fresh backup (/rollback backup {ctx.env.name})")
     status = worst_of(worst, backup_state)
     hint = f"{CONTINGENCY_3}: {'; '.join(advice)}." if advice else None
-    return Outcome(status, summary, tuple(findings), hint)
+    return CheckOutcome(status, summary, tuple(findings), hint)
 
 
 async def _data_directory(ctx: Context) -> str | None:

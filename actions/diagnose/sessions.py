@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from actions.diagnose.base import Check, Context, Outcome, age, count, first_line, terminate
+import readable
+from actions.diagnose.base import Check, CheckOutcome, Context, age, terminate
 from actions.diagnose.model import Finding, Status
 
 CONTINGENCY_1 = ("Contingency 1 — Migration Hangs: see what the session runs or waits for; if it is truly stuck, "
@@ -28,7 +29,7 @@ SELECT count(*) FROM pg_stat_activity
  WHERE datname = current_database() AND query = '<insufficient privilege>'"""
 
 
-async def long_queries(ctx: Context) -> Outcome:
+async def long_queries(ctx: Context) -> CheckOutcome:
     threshold = ctx.env.long_query_seconds
     cursor = await ctx.db.execute(LONG_QUERIES_SQL, {"tag": ctx.tag, "threshold": threshold})
     rows = await cursor.fetchall()
@@ -39,13 +40,13 @@ async def long_queries(ctx: Context) -> Outcome:
         waiting = f", waiting on {wait_type}:{wait_event}" if wait_type and wait_type not in ("Client", "Activity") else ""
         hung = f" (over {ctx.env.hung_minutes:g} min: possibly hung)" if seconds >= ctx.env.hung_minutes * 60 else ""
         findings.append(Finding(
-            f"pid {pid} ({user}, {state}{waiting}) {open_for} {age(seconds)}{hung}: {first_line(query) or '(no query text)'}",
+            f"pid {pid} ({user}, {state}{waiting}) {open_for} {age(seconds)}{hung}: {readable.first_line(query) or '(no query text)'}",
             terminate(pid, backend_start)))
     limit = age(threshold)
     if not findings:
-        return Outcome(Status.OK, f"No statement running longer than {limit}{hidden}")
+        return CheckOutcome(Status.OK, f"No statement running longer than {limit}{hidden}")
     pid, seconds = rows[0][0], rows[0][-1]
-    return Outcome(Status.WARN, f"{count(len(findings), 'session')} running longer than {limit} "
+    return CheckOutcome(Status.WARN, f"{readable.count(len(findings), 'session')} running longer than {limit} "
                                 f"(longest: pid {pid}, {age(seconds)}){hidden}", tuple(findings))
 
 
@@ -65,7 +66,7 @@ SELECT w.pid, w.usename, w.query, l.locktype, l.mode, n.nspname, c.relname, l.tr
  ORDER BY waiting DESC, w.pid, bp.pid"""
 
 
-async def locks(ctx: Context) -> Outcome:
+async def locks(ctx: Context) -> CheckOutcome:
     cursor = await ctx.db.execute(LOCKS_SQL, {"tag": ctx.tag})
     rows = await cursor.fetchall()
     findings = []
@@ -73,7 +74,7 @@ async def locks(ctx: Context) -> Outcome:
          blocker, b_user, b_state, b_start, b_query, b_waits, b_age) in rows:
         what = (f"{mode} on {schema}.{relation}" if relation else
                 f"{mode} on transaction {xid}" if locktype == "transactionid" else f"{mode} ({locktype})")
-        waiter = f"pid {pid} ({user}) waits {age(waiting)} for {what}: {first_line(query, 60) or '(no query text)'}"
+        waiter = f"pid {pid} ({user}) waits {age(waiting)} for {what}: {readable.first_line(query, 60) or '(no query text)'}"
         if blocker == 0:
             findings.append(Finding(f"{waiter} — blocked by a prepared transaction (see pg_prepared_xacts)"))
         elif b_start is None:
@@ -82,15 +83,15 @@ async def locks(ctx: Context) -> Outcome:
             chained = ", itself waiting for a lock" if b_waits else ""
             findings.append(Finding(
                 f"{waiter} — blocked by pid {blocker} ({b_user}, {b_state}{chained}, transaction open {age(b_age)}: "
-                f"{first_line(b_query, 60) or '(no query text)'})",
+                f"{readable.first_line(b_query, 60) or '(no query text)'})",
                 terminate(blocker, b_start, f"Terminate blocker {blocker}")))
     if not rows:
-        return Outcome(Status.OK, "No session is waiting for a lock")
+        return CheckOutcome(Status.OK, "No session is waiting for a lock")
     waiters = len({row[0] for row in rows})
     longest = rows[0]
     status = Status.FAIL if longest[8] > ctx.env.long_query_seconds else Status.WARN
     target = f"{longest[5]}.{longest[6]}" if longest[6] else (longest[3] or "a lock")
-    return Outcome(status, f"{count(waiters, 'session')} waiting for locks; longest {age(longest[8])} "
+    return CheckOutcome(status, f"{readable.count(waiters, 'session')} waiting for locks; longest {age(longest[8])} "
                            f"(pid {longest[0]} on {target}, blocked by "
                            f"{'a prepared transaction' if longest[9] == 0 else f'pid {longest[9]}'})"
                            + (f"; over the {age(ctx.env.long_query_seconds)} limit" if status == Status.FAIL else ""),
@@ -100,7 +101,7 @@ async def locks(ctx: Context) -> Outcome:
 async def _hidden(ctx: Context) -> str:
     cursor = await ctx.db.execute(HIDDEN_SQL)
     hidden = (await cursor.fetchone())[0]
-    return f"; {count(hidden, 'session')} of other roles not visible (grant pg_read_all_stats)" if hidden else ""
+    return f"; {readable.count(hidden, 'session')} of other roles not visible (grant pg_read_all_stats)" if hidden else ""
 
 
 CHECKS = (

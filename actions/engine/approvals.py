@@ -14,8 +14,8 @@ from datetime import timedelta
 from actions.engine import binding as gate
 from actions.engine.events import ApprovalDecided, ApprovalRequested
 from actions.engine.plan import RunContext, Step, StepFailed, new_approval_id
-from actions.store.records import Actor, Approval, ApprovalState, Role, StepState, iso, utcnow
 from actions.results import AlreadyDecided, ApprovalNotFound, Decided, DecideResult, Refused
+from actions.store.records import Actor, Approval, ApprovalState, Role, StepState, iso, utcnow
 
 
 class _Denied(Exception):

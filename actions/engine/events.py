@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from actions.engine.plan import Outcome
+from actions.engine.plan import RunOutcome
 from actions.store.records import Approval, Incident, Run, StepRecord
 
 
@@ -102,7 +102,7 @@ class RunEnded:
     incident: Incident
     run: Run
     steps: tuple[StepRecord, ...]
-    outcome: Outcome
+    outcome: RunOutcome
     error_id: str | None = None
 
 

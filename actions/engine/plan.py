@@ -89,7 +89,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RunOutcome:
     """How a run ended, as told to the channel: the state of the live database and what to do."""
 
     live_state: str
@@ -109,7 +109,7 @@ class Plan:
     reconcile: Callable[[RunContext], Awaitable[None]]
     # Where the live database stands when the run ended (how, and at which step if it failed),
     # with the advice to give.
-    outcome: Callable[[RunContext, RunState, str | None], Outcome]
+    outcome: Callable[[RunContext, RunState, str | None], RunOutcome]
 
     def __post_init__(self) -> None:
         keys = [step.key for step in self.steps]

@@ -12,6 +12,8 @@ import logging
 import secrets
 from typing import Any, Callable
 
+from actions.config import Settings
+from actions.engine.approvals import ApprovalGates, _Denied
 from actions.engine.events import (
     ApprovalDecided,
     Emit,
@@ -20,8 +22,9 @@ from actions.engine.events import (
     RunStarted,
     StepChanged,
 )
-from actions.engine.plan import Outcome, Plan, RunContext, Step, StepFailed
+from actions.engine.plan import Plan, RunContext, RunOutcome, Step, StepFailed
 from actions.engine.progress import ProgressView, RestoreProgress
+from actions.redact import Redactor
 from actions.store.records import (
     AlertStatus,
     Approval,
@@ -32,10 +35,7 @@ from actions.store.records import (
     RunState,
     StepState,
 )
-from actions.redact import Redactor
-from actions.config import Settings
 from actions.store.sqlite import AsyncStore
-from actions.engine.approvals import ApprovalGates, _Denied
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class Runner(ApprovalGates):
         await self._safely(plan.reconcile(ctx), "checking where the databases stand")
         cleanup = await self._safely(plan.abort(ctx), "cleaning up after the rollback")
         outcome = plan.outcome(ctx, state, failed_step)
-        outcome = Outcome(f"{outcome.live_state} {cleanup}".strip(), outcome.next_steps)
+        outcome = RunOutcome(f"{outcome.live_state} {cleanup}".strip(), outcome.next_steps)
         await self._end(ctx, state, reason, outcome, error_id)
 
     async def _run_step(self, ctx: RunContext, step: Step, pending: list[Approval]) -> None:
@@ -218,7 +218,7 @@ class Runner(ApprovalGates):
             ctx.incident = await self.store.update_incident(ctx.incident.id, **values)
         self.emit(IncidentChanged(ctx.incident, await self.store.run(ctx.run.id), bool(ctx.facts.get("app_stopped"))))
 
-    async def _end(self, ctx: RunContext, state: RunState, reason: str, outcome: Outcome,
+    async def _end(self, ctx: RunContext, state: RunState, reason: str, outcome: RunOutcome,
                    error_id: str | None = None) -> None:
         for record in await self.store.steps(ctx.run.id):
             if record.state in (StepState.PENDING, StepState.WAITING):

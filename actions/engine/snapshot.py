@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from actions.engine.progress import ProgressView
-from actions.store.records import Incident, Run, RunState, StepRecord, StepState, utcnow
 from actions.engine.runner import Runner
+from actions.store.records import Incident, Run, RunState, StepRecord, StepState, utcnow
 from actions.store.sqlite import AsyncStore
 
 

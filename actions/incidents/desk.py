@@ -19,7 +19,6 @@ from actions.engine.events import (
     SeverityChosen,
 )
 from actions.incidents.checklist import GROUPS
-from actions.store.records import Actor, AlertStatus, Incident, IncidentStatus, Role
 from actions.incidents.report import write_report
 from actions.results import (
     Declared,
@@ -31,6 +30,7 @@ from actions.results import (
     Refused,
     UnknownEnvironment,
 )
+from actions.store.records import Actor, AlertStatus, Incident, IncidentStatus, Role
 from actions.store.sqlite import AsyncStore
 
 SEVERITIES = {"critical": 3, "minor": None, "unsure": None}  # the level each answer sets, if any

@@ -13,10 +13,18 @@ import asyncio
 from datetime import datetime
 from pathlib import Path
 
-from actions.backups.files import human_size
+import readable
 from actions.config import SIGNOFF_ROLES, Settings
 from actions.store.records import (
-    Approval, ApprovalState, AuditEvent, Incident, Run, RunState, StepRecord, StepState, utcnow,
+    Approval,
+    ApprovalState,
+    AuditEvent,
+    Incident,
+    Run,
+    RunState,
+    StepRecord,
+    StepState,
+    utcnow,
 )
 from actions.store.sqlite import AsyncStore
 from messages.report import report_markdown
@@ -35,7 +43,7 @@ def _ended(steps: list[StepRecord], key: str):
 
 def _backup_line(facts: dict) -> str:
     created = datetime.fromisoformat(facts["backup_created"])
-    return f"{facts['backup_path']} (created {created:%Y-%m-%d %H:%M:%S} UTC, {human_size(facts['backup_size'])})"
+    return f"{facts['backup_path']} (created {created:%Y-%m-%d %H:%M:%S} UTC, {readable.size(facts['backup_size'])})"
 
 
 def _audit_action(event: AuditEvent) -> str:

@@ -9,14 +9,21 @@ tool's job.
 from __future__ import annotations
 
 from actions.application import control as appctl
-
-from actions.plans import partial as partial_steps
 from actions.config import Environment
 from actions.engine.plan import (
-    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    ApprovalPreview,
+    Plan,
+    PlanSpec,
+    RunContext,
+    RunOutcome,
+    Step,
+    StepFailed,
+    StepOutcome,
+    nothing_to_reconcile,
     nothing_to_undo,
 )
 from actions.engine.processes import ProcessTimeout, run_process
+from actions.plans import partial as partial_steps
 from actions.store.records import RunState
 
 REF = "{ref}"
@@ -83,13 +90,13 @@ def preview(ctx: RunContext) -> ApprovalPreview:
 
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
-        return Outcome(f"Release {ctx.facts['ref']} is deployed and healthy; the database was not touched.")
+        return RunOutcome(f"Release {ctx.facts['ref']} is deployed and healthy; the database was not touched.")
     if ctx.facts.get("deployed"):
-        return Outcome(f"Release {ctx.facts.get('ref')} was deployed; the database was not touched.",
+        return RunOutcome(f"Release {ctx.facts.get('ref')} was deployed; the database was not touched.",
                        "The application did not pass its checks: read the ❌ step and the application's logs.")
-    return Outcome("Nothing was deployed; the database was not touched.",
+    return RunOutcome("Nothing was deployed; the database was not touched.",
                    "Fix what the ❌ step reports, then run the command again." if state is RunState.FAILED else "")
 
 

@@ -11,15 +11,22 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from actions.plans import partial as partial_steps
-
-from actions.postgres import server as pg
-from actions.backups.files import human_size
+import readable
 from actions.config import Environment
 from actions.engine.plan import (
-    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    ApprovalPreview,
+    Plan,
+    PlanSpec,
+    RunContext,
+    RunOutcome,
+    Step,
+    StepFailed,
+    StepOutcome,
+    nothing_to_reconcile,
     nothing_to_undo,
 )
+from actions.plans import partial as partial_steps
+from actions.postgres import server as pg
 from actions.store.records import RunState
 
 LEFTOVERS_SQL = """
@@ -55,7 +62,7 @@ async def find(ctx: RunContext) -> StepOutcome:
     found = await leftovers(ctx.environment, await _busy(ctx))
     if not found:
         raise StepFailed(f"no leftover restored copy of {ctx.environment.database}: nothing to clean up")
-    listing = ", ".join(f"{name} ({human_size(size)})" for name, size in found)
+    listing = ", ".join(f"{name} ({readable.size(size)})" for name, size in found)
     return StepOutcome(f"{len(found)} leftover restored cop{'y' if len(found) == 1 else 'ies'}: {listing}",
                        {"leftovers": [name for name, _ in found], "leftover_sizes": dict(found)})
 
@@ -79,7 +86,7 @@ def preview(ctx: RunContext) -> ApprovalPreview:
     sizes = ctx.facts["leftover_sizes"]
     return ApprovalPreview(
         title=f"Drop leftover restored copies of {ctx.environment.name}",
-        actions=(*(f"DROP DATABASE `{name}` ({human_size(sizes[name])}): a copy restored by an interrupted or "
+        actions=(*(f"DROP DATABASE `{name}` ({readable.size(sizes[name])}): a copy restored by an interrupted or "
                    "failed run; it never became live" for name in ctx.facts["leftovers"]),
                  f"Never `{ctx.environment.database}` itself, never a kept `__failed_` copy"),
         facts=(("Target", ctx.environment.target), ("Requested by", f"<@{ctx.run.requested_by}>")),
@@ -89,10 +96,10 @@ def preview(ctx: RunContext) -> ApprovalPreview:
 
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
-        return Outcome("Untouched: only leftover copies were dropped.", "")
-    return Outcome("Untouched.", "Read the ❌ step." if state is RunState.FAILED else "")
+        return RunOutcome("Untouched: only leftover copies were dropped.", "")
+    return RunOutcome("Untouched.", "Read the ❌ step." if state is RunState.FAILED else "")
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:

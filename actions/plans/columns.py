@@ -21,18 +21,17 @@ from pathlib import Path
 
 from psycopg import sql
 
-from actions.plans import partial as partial_steps
-
-from actions.postgres import server as pg
-from actions.plans.tables import sql as q
 from actions.backups.files import read_toc
-from actions.postgres.catalog import Catalog, Column
-from actions.config import Environment
-from actions.engine.plan import ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
-from actions.postgres.quiet_writes import event_triggers, quiet, row_security_applies, switches
-from actions.store.records import RunState
-from actions.postgres.schemadiff import SchemaDiff
 from actions.backups.scratch import restore_rows, scratch_database
+from actions.config import Environment
+from actions.engine.plan import ApprovalPreview, Plan, PlanSpec, RunContext, RunOutcome, Step, StepFailed, StepOutcome
+from actions.plans import partial as partial_steps
+from actions.plans.tables import sql as q
+from actions.postgres import server as pg
+from actions.postgres.catalog import Catalog, Column
+from actions.postgres.quiet_writes import event_triggers, quiet, row_security_applies, switches
+from actions.postgres.schemadiff import SchemaDiff
+from actions.store.records import RunState
 
 
 def _scratch_schema(ctx: RunContext) -> str:
@@ -292,13 +291,13 @@ async def reconcile(ctx: RunContext) -> None:
     return None  # the change is one transaction: the step's own success or failure says which
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
-        return Outcome(f"`{ctx.environment.database}` has its dropped columns back, filled from the backup.")
+        return RunOutcome(f"`{ctx.environment.database}` has its dropped columns back, filled from the backup.")
     if ctx.facts.get("readded"):
-        return Outcome("The columns were re-added and filled (that transaction committed); a later check failed.",
+        return RunOutcome("The columns were re-added and filled (that transaction committed); a later check failed.",
                        "Read the ❌ step; the re-added columns are in place.")
-    return Outcome(f"Nothing was changed: `{ctx.environment.database}` is untouched.",
+    return RunOutcome(f"Nothing was changed: `{ctx.environment.database}` is untouched.",
                    "Fix what the ❌ step reports, then run the command again." if state is RunState.FAILED else "")
 
 

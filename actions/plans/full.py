@@ -21,22 +21,21 @@ from pathlib import Path
 
 from psycopg import sql
 
+import readable
 from actions.application import control as appctl
-
-from actions.engine import binding as gate
-
-from actions.postgres import server as pg
-from actions.backups.files import BackupFile, BackupProblem, backup_name, human_size, newest_backup, read_all_data, read_toc
-from actions.engine.plan import ApprovalPreview, Outcome, Plan, RunContext, Step, StepFailed, StepOutcome
-from actions.engine.concurrency import together
-from actions.config import Environment
-from actions.engine.events import ReportWritten
-from actions.engine.processes import run_process
-from actions.engine.progress import RestoreProgress
-from actions.store.records import AlertStatus, IncidentStatus, RunState
-from actions.incidents.report import write_report
+from actions.backups.files import BackupFile, BackupProblem, backup_name, newest_backup, read_all_data, read_toc
 from actions.backups.manifest import load_manifest
 from actions.backups.verify import verify_restored
+from actions.config import Environment
+from actions.engine import binding as gate
+from actions.engine.concurrency import together
+from actions.engine.events import ReportWritten
+from actions.engine.plan import ApprovalPreview, Plan, RunContext, RunOutcome, Step, StepFailed, StepOutcome
+from actions.engine.processes import run_process
+from actions.engine.progress import RestoreProgress
+from actions.incidents.report import write_report
+from actions.postgres import server as pg
+from actions.store.records import AlertStatus, IncidentStatus, RunState
 
 DISK_MARGIN = 1.1  # the restored copy may be larger than the live database (rows the migration deleted)
 
@@ -76,7 +75,7 @@ async def preflight(ctx: RunContext) -> StepOutcome:
     again = f"; {aside}, left by an interrupted run of this incident, will be restored again" if server.leftover else ""
     return StepOutcome(
         f"backup {backup.describe()}: {len(toc.entries)} items in its table of contents; "
-        f"{env.target} reachable (PostgreSQL {server.version}), {human_size(server.size)}; {server.disk}{again}", facts)
+        f"{env.target} reachable (PostgreSQL {server.version}), {readable.size(server.size)}; {server.disk}{again}", facts)
 
 
 async def read_dump(ctx: RunContext) -> StepOutcome:
@@ -142,9 +141,9 @@ async def _disk_room(conn, live: str, needed: int) -> str:
         return "disk room not checked (the server's data directory is not on this host)"
     free = (await asyncio.to_thread(shutil.disk_usage, data_dir)).free
     if free < needed * DISK_MARGIN:
-        raise StepFailed(f"not enough disk for a second copy: {human_size(free)} free in {data_dir}, "
-                         f"about {human_size(needed * DISK_MARGIN)} needed. Free space or add storage, then retry")
-    return f"{human_size(free)} free for the copy"
+        raise StepFailed(f"not enough disk for a second copy: {readable.size(free)} free in {data_dir}, "
+                         f"about {readable.size(needed * DISK_MARGIN)} needed. Free space or add storage, then retry")
+    return f"{readable.size(free)} free for the copy"
 
 
 async def stop_app(ctx: RunContext) -> StepOutcome:
@@ -304,14 +303,14 @@ async def abort(ctx: RunContext) -> str:
     return " ".join(done)
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     live, _, keep_as = names(ctx)
     facts = ctx.facts
     if state is RunState.SUCCEEDED:
-        return Outcome(f"`{live}` holds the backup of {_backup(ctx).created:%Y-%m-%d %H:%M} UTC; "
+        return RunOutcome(f"`{live}` holds the backup of {_backup(ctx).created:%Y-%m-%d %H:%M} UTC; "
                        f"the failed database is kept as `{keep_as}`.")
     if facts.get("swap_state") == "unknown":
-        return Outcome(f"Unknown: the server did not answer. If a database `{keep_as}` exists, the swap is done and "
+        return RunOutcome(f"Unknown: the server did not answer. If a database `{keep_as}` exists, the swap is done and "
                        f"`{live}` holds the restored backup; otherwise `{live}` is untouched.",
                        "Check the server, then look for those names (`\\l`) before doing anything else.")
     if not facts.get("swapped"):
@@ -323,11 +322,11 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcom
         if facts.get("live_refuses_connections"):
             advice += (f" `{live}` refuses new connections (the swap had closed it): "
                        f"run `ALTER DATABASE {live} WITH ALLOW_CONNECTIONS true` once you are ready.")
-        return Outcome(f"Nothing was changed: `{live}` is untouched.", advice.strip())
+        return RunOutcome(f"Nothing was changed: `{live}` is untouched.", advice.strip())
     step = {"start_app": "the application did not start or did not become healthy",
             "smoke": "the application started but smoke checks failed"}.get(
         failed_step or "", "the application has not been started again yet")
-    return Outcome(
+    return RunOutcome(
         f"The swap is done: `{live}` holds the restored backup; the failed database is kept as `{keep_as}`.",
         f"Only the application is left: {step}. Fix it and start it with the environment's start command; "
         "the database needs no further action.")

@@ -13,16 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from actions.backups.scratch import backup_catalog
+from actions.config import Environment
+from actions.engine.plan import ApprovalPreview, Plan, PlanSpec, RunContext, RunOutcome, Step, StepFailed, StepOutcome
 from actions.plans import partial as partial_steps
-
 from actions.postgres import server as pg
 from actions.postgres.catalog import describe
 from actions.postgres.dependencies import drop_plan, drop_statement
-from actions.config import Environment
-from actions.engine.plan import ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
-from actions.store.records import RunState
 from actions.postgres.schemadiff import compare
-from actions.backups.scratch import backup_catalog
+from actions.store.records import RunState
 
 
 @dataclass(frozen=True)
@@ -127,11 +126,11 @@ def build(kind: Kind):
     async def reconcile(ctx: RunContext) -> None:
         return None  # one transaction: it either committed (the step succeeded) or not
 
-    def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+    def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
         if state is RunState.SUCCEEDED:
-            return Outcome(f"`{ctx.environment.database}` no longer has the {len(ctx.facts['drop'])} {kind.name}.",
+            return RunOutcome(f"`{ctx.environment.database}` no longer has the {len(ctx.facts['drop'])} {kind.name}.",
                            "Recreate any of them from its definition in the audit trail if needed.")
-        return Outcome(f"Nothing was changed: `{ctx.environment.database}` is untouched.",
+        return RunOutcome(f"Nothing was changed: `{ctx.environment.database}` is untouched.",
                        "Fix what the ❌ step reports, then run the command again." if state is RunState.FAILED else "")
 
     def plan(env: Environment, args: tuple[str, ...]) -> Plan:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict
 
-from actions.postgres import server as pg
 from actions.backups.files import BackupFile, BackupProblem, newest_backup, read_toc
-from actions.postgres.catalog import Catalog, describe
+from actions.backups.scratch import backup_catalog
 from actions.engine.events import ReportWritten
 from actions.engine.plan import RunContext, StepFailed, StepOutcome
-from actions.store.records import AlertStatus
 from actions.incidents.report import write_report
+from actions.postgres import server as pg
+from actions.postgres.catalog import Catalog, describe
 from actions.postgres.schemadiff import SchemaDiff, compare
-from actions.backups.scratch import backup_catalog
+from actions.store.records import AlertStatus
 
 
 async def declare(ctx: RunContext) -> StepOutcome:

@@ -14,15 +14,22 @@ import re
 import psycopg
 from psycopg import sql
 
-from actions.plans import partial as partial_steps
-
-from actions.postgres import server as pg
 from actions.config import Environment
-from actions.postgres.foreign_keys import foreign_key, foreign_keys
 from actions.engine.plan import (
-    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    ApprovalPreview,
+    Plan,
+    PlanSpec,
+    RunContext,
+    RunOutcome,
+    Step,
+    StepFailed,
+    StepOutcome,
+    nothing_to_reconcile,
     nothing_to_undo,
 )
+from actions.plans import partial as partial_steps
+from actions.postgres import server as pg
+from actions.postgres.foreign_keys import foreign_key, foreign_keys
 from actions.postgres.quiet_writes import quiet
 from actions.store.records import RunState
 
@@ -148,10 +155,10 @@ def preview(ctx: RunContext) -> ApprovalPreview:
 
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
-        return Outcome(f"The quarantined rows of {ctx.facts.get('from_incident')} are back in their tables.")
-    return Outcome("Nothing was changed (the put-back is one transaction).",
+        return RunOutcome(f"The quarantined rows of {ctx.facts.get('from_incident')} are back in their tables.")
+    return RunOutcome("Nothing was changed (the put-back is one transaction).",
                    "Read the ❌ step." if state is RunState.FAILED else "")
 
 

@@ -13,17 +13,24 @@ import json
 
 from psycopg import sql
 
-from actions.plans import partial as partial_steps
-
-from actions.postgres import server as pg
-from actions.postgres.catalog import qualified
 from actions.config import Environment
 from actions.diagnose.model import RemedyKind
 from actions.engine.plan import (
-    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    ApprovalPreview,
+    Plan,
+    PlanSpec,
+    RunContext,
+    RunOutcome,
+    Step,
+    StepFailed,
+    StepOutcome,
+    nothing_to_reconcile,
     nothing_to_undo,
 )
+from actions.plans import partial as partial_steps
 from actions.plans.quarantine import move_orphans, orphan_preflight
+from actions.postgres import server as pg
+from actions.postgres.catalog import qualified
 from actions.store.records import RunState
 
 TARGET_KEYS = {RemedyKind.TERMINATE: {"pid", "backend_start"}, RemedyKind.ANALYZE: {"table"},
@@ -159,10 +166,10 @@ def preview(ctx: RunContext) -> ApprovalPreview:
 
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
-        return Outcome("The remedy was applied.", "Run `/rollback diagnose` again to see where things stand.")
-    return Outcome("Nothing was changed.", "Read the ❌ step; run `/rollback diagnose` again for a fresh report."
+        return RunOutcome("The remedy was applied.", "Run `/rollback diagnose` again to see where things stand.")
+    return RunOutcome("Nothing was changed.", "Read the ❌ step; run `/rollback diagnose` again for a fresh report."
                    if state is RunState.FAILED else "")
 
 

@@ -15,16 +15,23 @@ from pathlib import Path
 
 from psycopg import sql
 
-from actions.plans import partial as partial_steps
-
-from actions.postgres import server as pg
-from actions.postgres.catalog import describe
 from actions.config import Environment
-from actions.postgres.dependencies import drop_plan, drop_statement
 from actions.engine.plan import (
-    ApprovalPreview, Outcome, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome, nothing_to_reconcile,
+    ApprovalPreview,
+    Plan,
+    PlanSpec,
+    RunContext,
+    RunOutcome,
+    Step,
+    StepFailed,
+    StepOutcome,
+    nothing_to_reconcile,
     nothing_to_undo,
 )
+from actions.plans import partial as partial_steps
+from actions.postgres import server as pg
+from actions.postgres.catalog import describe
+from actions.postgres.dependencies import drop_plan, drop_statement
 from actions.store.records import RunState
 
 NAME = r'((?:"[^"]+"|[\w$]+)(?:\.(?:"[^"]+"|[\w$]+))?)'
@@ -155,12 +162,12 @@ def preview(ctx: RunContext) -> ApprovalPreview:
 
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
-        return Outcome(f"`{ctx.facts['migration']}` ran again; what it creates exists.")
+        return RunOutcome(f"`{ctx.facts['migration']}` ran again; what it creates exists.")
     if ctx.facts.get("rerun"):
-        return Outcome("The re-run committed; the check after it failed.", "Read the ❌ step.")
-    return Outcome(f"Nothing was changed: `{ctx.environment.database}` is untouched (the re-run is one transaction).",
+        return RunOutcome("The re-run committed; the check after it failed.", "Read the ❌ step.")
+    return RunOutcome(f"Nothing was changed: `{ctx.environment.database}` is untouched (the re-run is one transaction).",
                    "Fix what the ❌ step reports (the migration's own error, say), then run the command again."
                    if state is RunState.FAILED else "")
 

@@ -4,20 +4,18 @@ the run's message. The database needs nothing more; nothing here touches it, so 
 
 from __future__ import annotations
 
-from actions.plans import full as full_rollback
 from actions.config import Environment
-from actions.engine.plan import Outcome, Plan, PlanSpec, RunContext, Step, nothing_to_reconcile, nothing_to_undo
+from actions.engine.plan import Plan, PlanSpec, RunContext, RunOutcome, Step, nothing_to_reconcile, nothing_to_undo
+from actions.plans import full as full_rollback
 from actions.store.records import RunState
 
 
-
-
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     live = ctx.environment.database
     if state is RunState.SUCCEEDED:
-        return Outcome(f"`{live}` holds the restored backup and the application is up and passes its checks.",
+        return RunOutcome(f"`{live}` holds the restored backup and the application is up and passes its checks.",
                        "Press *Mark resolved* on the alert when you agree.")
-    return Outcome(f"`{live}` still holds the restored backup; only the application is left.",
+    return RunOutcome(f"`{live}` still holds the restored backup; only the application is left.",
                    "Fix what the ❌ step reports, then retry again.")
 
 

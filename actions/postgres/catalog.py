@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from actions.postgres import catalog_queries as q
+
 # 2: partitions, triggers, policies, types, extensions, schemas, grants; rows counted once.
 FORMAT = 2
 # Fixed output formats, so a row's text (and its checksum) does not depend on session settings.

@@ -12,8 +12,8 @@ from datetime import datetime
 
 import psycopg
 
-from actions.postgres import server as pg
 from actions.config import Environment
+from actions.postgres import server as pg
 
 APPLICATION_NAME = "rollback-bot watch"
 CONNECT_TIMEOUT_SECONDS = 3  # libpq's minimum is 2

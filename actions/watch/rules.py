@@ -13,11 +13,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+import readable
 from actions.watch.poll import Session
 
 
@@ -30,7 +30,7 @@ class AlertKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class Finding:
+class WatchFinding:
     kind: AlertKind
     text: str
     pid: int | None
@@ -43,33 +43,24 @@ class Longest:
     query: str  # first line, trimmed
 
 
-def seconds_text(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
 def utc(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%H:%M:%S} UTC"
 
 
-def first_line(text: str, limit: int = 100) -> str:
-    """The first non-blank line, whitespace collapsed, trimmed; backticks made harmless for mrkdwn."""
-    line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    line = re.sub(r"\s+", " ", line).strip().replace("`", "'")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def query_line(text: str, limit: int = 100) -> str:
+    """A query's first line for an alert, its backticks made harmless for the `code` around it."""
+    return readable.first_line(text, limit).replace("`", "'")
 
 
 def doing(s: Session) -> str:
     """What a session is doing, in a few words."""
-    query = first_line(s.query)
+    query = query_line(s.query)
     if s.state == "active":
         age = s.query_age or 0.0
         waiting = f", waiting on {s.wait_event_type}/{s.wait_event}" if s.wait_event_type else ""
-        return f"running `{query}` for {seconds_text(age)}{waiting}"
+        return f"running `{query}` for {readable.duration(age)}{waiting}"
     if s.idle_in_transaction and s.state_change is not None:
-        idle = seconds_text((s.server_now - s.state_change).total_seconds())
+        idle = readable.duration((s.server_now - s.state_change).total_seconds())
         return f"{s.state} for {idle} after `{query}`"
     if s.state == "idle":
         return f"idle (last statement `{query}`)"
@@ -86,22 +77,22 @@ class Rules:
         self.migration: Session | None = None  # the longest-running non-idle session of the last good poll
         self._alerted: set[tuple] = set()
 
-    def examine(self, sessions: list[Session]) -> list[Finding]:
+    def examine(self, sessions: list[Session]) -> list[WatchFinding]:
         by_pid = {s.pid: s for s in sessions}
-        findings: list[Finding] = []
+        findings: list[WatchFinding] = []
         for s in sessions:
             age = s.query_age
             if age is not None and (self.longest is None or age > self.longest.seconds):
-                self.longest = Longest(age, s.pid, first_line(s.query))
+                self.longest = Longest(age, s.pid, query_line(s.query))
             if age is not None and age >= self.long_query_seconds:
                 self._once(findings, ("long_query", s.pid, s.backend_start, s.query_start), AlertKind.LONG_QUERY,
-                           f"pid {s.pid} ({s.user}) has been running one statement for {seconds_text(age)} "
-                           f"(limit {seconds_text(self.long_query_seconds)}): `{first_line(s.query)}`", s.pid)
+                           f"pid {s.pid} ({s.user}) has been running one statement for {readable.duration(age)} "
+                           f"(limit {readable.duration(self.long_query_seconds)}): `{query_line(s.query)}`", s.pid)
             if s.waiting_on_lock and s.blockers:
                 self._once(findings, ("lock_wait", s.pid, s.backend_start, s.query_start, s.lock_type, s.lock_mode,
                                       s.lock_target), AlertKind.LOCK_WAIT,
                            f"pid {s.pid} ({s.user}) is waiting for {s.waited_lock}, held by "
-                           f"{_blockers(s, by_pid)}. Its statement: `{first_line(s.query)}`", s.pid)
+                           f"{_blockers(s, by_pid)}. Its statement: `{query_line(s.query)}`", s.pid)
             since = stuck_since(s)
             if since is not None and (s.server_now - since).total_seconds() >= self.hung_seconds:
                 self._once(findings, ("hung", s.pid, s.backend_start, s.xact_start, since), AlertKind.HUNG,
@@ -118,17 +109,17 @@ class Rules:
                     "(runbook: if a simple query fails, full rollback)")
         now = next((s for s in sessions if s.pid == m.pid and s.backend_start == m.backend_start), None)
         if now is None:
-            return (f"pid {m.pid} (`{first_line(m.query)}`) is gone — check the database state "
+            return (f"pid {m.pid} (`{query_line(m.query)}`) is gone — check the database state "
                     "(runbook: if a simple query fails, full rollback)")
         if now.state == "idle":
             return (f"pid {m.pid} is still connected but idle: its work ended — check the database state "
                     "(runbook: if a simple query works, the migration may have succeeded)")
         return f"still running (pid {m.pid}, {doing(now)}) — let it continue"
 
-    def _once(self, findings: list[Finding], key: tuple, kind: AlertKind, text: str, pid: int | None) -> None:
+    def _once(self, findings: list[WatchFinding], key: tuple, kind: AlertKind, text: str, pid: int | None) -> None:
         if key not in self._alerted:
             self._alerted.add(key)
-            findings.append(Finding(kind, text, pid))
+            findings.append(WatchFinding(kind, text, pid))
 
 
 def stuck_since(s: Session) -> datetime | None:
@@ -155,16 +146,16 @@ def _held(s: Session, limit: int = 3) -> str:
 
 
 def _hung_text(s: Session, since: datetime, by_pid: dict[int, Session], sessions: list[Session]) -> str:
-    stuck = seconds_text((s.server_now - since).total_seconds())
+    stuck = readable.duration((s.server_now - since).total_seconds())
     waits_for = "check what it waits for"
     if s.waiting_on_lock:
         what = (f"waiting since {utc(since)} for {s.waited_lock}, held by {_blockers(s, by_pid)}. "
-                f"Its statement: `{first_line(s.query)}`")
+                f"Its statement: `{query_line(s.query)}`")
     else:
         blocked = [w.pid for w in sessions if s.pid in w.blockers]
         blocking = f", blocking pid {', '.join(map(str, blocked))}" if blocked else ""
         what = (f"{s.state} since {utc(since)} while holding {_held(s)}{blocking}. "
-                f"Last statement: `{first_line(s.query)}`")
+                f"Last statement: `{query_line(s.query)}`")
         waits_for = f"check what it waits for — its client, silent since {utc(since)}"
     return (f"pid {s.pid} ({s.user}) has made no progress for {stuck}: {what}. Runbook Contingency 1: {waits_for}; "
             f"if it is truly stuck, terminate it (`SELECT pg_terminate_backend({s.pid})`) and roll back.")

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import psycopg
 
+import readable
 from actions.config import Environment
-from actions.redact import Redactor, dsn_secrets
 from actions.engine.runner import new_error_id
+from actions.redact import Redactor, dsn_secrets
 from actions.watch.poll import (
     CONNECT_TIMEOUT_SECONDS,
     STATEMENT_TIMEOUT_MS,
@@ -30,7 +31,7 @@ from actions.watch.poll import (
     fetch_sessions,
     open_connection,
 )
-from actions.watch.rules import AlertKind, Rules, first_line, seconds_text, utc
+from actions.watch.rules import AlertKind, Rules, query_line, utc
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class Watcher:
         except Exception as exc:
             error_id = new_error_id()
             log.exception("the watch of %s failed [%s]", self.env.name, error_id)
-            reason = f"the watcher failed: {first_line(str(exc) or type(exc).__name__, 200)} (error {error_id})"
+            reason = f"the watcher failed: {readable.first_line(str(exc) or type(exc).__name__, 200)} (error {error_id})"
         finally:
             await self._close()
         ended = self._ended(reason, started)
@@ -181,13 +182,13 @@ class Watcher:
         if attempt not in done:
             self._abandon(attempt)
             if self._stop_reason is None and remaining > self.poll_limit_seconds:
-                self._failed(f"no answer within {seconds_text(limit)}", poll_started)
+                self._failed(f"no answer within {readable.duration(limit)}", poll_started)
             return
         error = attempt.exception()
         if error is None:
             self._answered(attempt.result())
         elif isinstance(error, CONNECTION_ERRORS):
-            self._failed(first_line(str(error) or type(error).__name__, 300), poll_started)
+            self._failed(readable.first_line(str(error) or type(error).__name__, 300), poll_started)
         else:
             raise error
 
@@ -218,15 +219,15 @@ class Watcher:
         self._lost_at = at
         m = self._rules.migration
         before = (f" Before the loss the migration's backend looked like pid {m.pid} ({m.user}), busy since "
-                  f"{utc(m.running_since)}: `{first_line(m.query)}`." if m else
+                  f"{utc(m.running_since)}: `{query_line(m.query)}`." if m else
                   " No busy session was seen before the loss.")
         self._alert(AlertKind.CONNECTION_LOST,
                     f"Cannot reach {self.env.target}: {error}.{before} Still trying every "
-                    f"{seconds_text(self.env.watch_poll_seconds)}.", m.pid if m else None)
+                    f"{readable.duration(self.env.watch_poll_seconds)}.", m.pid if m else None)
 
     def _answered(self, sessions: list[Session]) -> None:
         if self._lost_at is not None:
-            after = seconds_text(max(0.0, self._clock() - self._lost_at))
+            after = readable.duration(max(0.0, self._clock() - self._lost_at))
             m = self._rules.migration
             self._alert(AlertKind.CONNECTION_BACK,
                         f"{self.env.target} answers again after {after}. The migration's backend: "

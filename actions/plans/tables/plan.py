@@ -21,19 +21,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from actions.plans import partial as partial_steps
-
-from actions.postgres import server as pg
-from actions.plans.tables import sql as q
 from actions.backups.files import BackupProblem, newest_backup, read_toc
-from actions.postgres.catalog import Catalog
-from actions.config import Environment
 from actions.backups.manifest import load_manifest
-from actions.engine.plan import Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
 from actions.backups.scratch import restore_rows, scratch_database
-from actions.plans.tables.swap import abort, cleanup, orphan_line, outcome, preview, reconcile, swap, verify
-from actions.plans.tables.partitions import bound_violations, plan_unit
 from actions.backups.toc import Toc
+from actions.config import Environment
+from actions.engine.plan import Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
+from actions.plans import partial as partial_steps
+from actions.plans.tables import sql as q
+from actions.plans.tables.partitions import bound_violations, plan_unit
+from actions.plans.tables.swap import abort, cleanup, orphan_line, outcome, preview, reconcile, swap, verify
+from actions.postgres import server as pg
+from actions.postgres.catalog import Catalog
 
 USAGE = "name the tables as one comma-separated list, like `tables staging sales,public.tickets`"
 

@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from actions.postgres import server as pg
 from actions.backups.files import BackupFile
-from actions.postgres.catalog import stable_session
 from actions.engine.plan import RunContext
+from actions.postgres import server as pg
+from actions.postgres.catalog import stable_session
 
 ALIAS = sql.Identifier("_rb")  # the row alias in sums and comparisons (a column may be called "t")
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from actions.postgres import server as pg
-from actions.plans.tables import sql as q
+from actions.engine.plan import ApprovalPreview, RunContext, RunOutcome, StepFailed, StepOutcome
 from actions.plans.tables import partitions as units_sql
-from actions.engine.plan import ApprovalPreview, Outcome, RunContext, StepFailed, StepOutcome
+from actions.plans.tables import sql as q
+from actions.postgres import server as pg
 from actions.store.records import RunState
 
 LOCK_TIMEOUT = "10s"  # the swap waits this long for sessions using the tables, then gives up (nothing changed)
@@ -290,11 +290,11 @@ async def abort(ctx: RunContext) -> str:
     return " ".join(done)
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcome:
+def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     db, kept, facts = ctx.environment.database, q.replaced_schema(ctx), ctx.facts
     tables = ", ".join(f"`{t}`" for t in facts.get("named") or facts.get("tables", [])) or "the named tables"
     if facts.get("swap_state") == "unknown":
-        return Outcome(f"Unknown: the server did not answer. If schema `{kept}` exists in `{db}`, the swap committed "
+        return RunOutcome(f"Unknown: the server did not answer. If schema `{kept}` exists in `{db}`, the swap committed "
                        f"and {tables} hold the backup's rows; otherwise they are untouched.",
                        "Check the server, then look for that schema (`\\dn rollback_*`) before doing anything else.")
     if facts.get("swapped"):
@@ -306,8 +306,8 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcom
                        if any(u["create"] or u["attach"] for u in facts.get("units", [])) else "")
                     + f". Drop `{kept}` once it is no longer needed.")
         if state is RunState.SUCCEEDED:
-            return Outcome(done, f"Check the application, then press Mark resolved. {way_back}")
-        return Outcome(f"The swap committed: {done}", f"Read the ❌ step (it ran after the swap). {way_back}")
+            return RunOutcome(done, f"Check the application, then press Mark resolved. {way_back}")
+        return RunOutcome(f"The swap committed: {done}", f"Read the ❌ step (it ran after the swap). {way_back}")
     advice = "Fix what the ❌ step reports, then run the command again."
     if facts.get("also_restore"):
         together = ",".join(t.removeprefix("public.") for t in [*(facts.get("named") or facts["tables"]),
@@ -317,5 +317,5 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> Outcom
     left = [f"schema `{q.shadow_schema(ctx)}` (a copy of the backup's rows)"] if facts.get("shadow_created") else []
     left += [f"scratch database `{facts['scratch_db']}`"] if facts.get("scratch_db") else []
     leftovers = f" Left behind, safe to drop: {' and '.join(left)}." if left else ""
-    return Outcome(f"Nothing was changed: {tables} in `{db}` are untouched.{leftovers}",
+    return RunOutcome(f"Nothing was changed: {tables} in `{db}` are untouched.{leftovers}",
                    advice if state is RunState.FAILED else "")
