@@ -5,12 +5,7 @@ from __future__ import annotations
 from messages.blocks import SlackMessage, actions, button, confirm_dialog, context, fields, header, section
 from messages.ids import ActionId, IncidentButton, RunButton
 from messages.views import AlertView, ResolvedView, RunEndView, StepView
-from readable import duration
-
-STEP_ICONS = {
-    "pending": "▫️", "waiting for approval": "⏸️", "running": "⏳", "succeeded": "✅",
-    "failed": "❌", "skipped": "⏭️", "cancelled": "⏹️",
-}
+from readable import duration, mark
 
 
 def _utc(moment) -> str:
@@ -73,7 +68,7 @@ def decision_line(state: str, decided_by: str) -> SlackMessage:
 
 def step_line(view: StepView) -> SlackMessage:
     """One line per finished step, in the alert's thread: icon, title, duration, detail."""
-    icon = STEP_ICONS.get(view.state, "•")
+    icon = mark(view.state)
     took = f" — {duration(view.seconds)}" if view.seconds is not None else ""
     state = "" if view.state in ("succeeded", "failed") else f" ({view.state})"
     detail = f"\n{view.detail}" if view.detail else ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -90,53 +90,6 @@ class StatusLine:
     run_state: str | None = None
     current_step: str | None = None
     requested_by: str | None = None
-
-
-@dataclass(frozen=True)
-class RunView:
-    """One run of an incident, as the report tells it."""
-
-    run_id: str
-    title: str  # the plan's title: "Column rollback"
-    command: str  # "columns staging", "tables staging payment"
-    requested_by: str
-    approved_by: tuple[str, ...]
-    decision: str | None  # the approval's state, or None when the plan asks none
-    started_at: datetime
-    ended_at: datetime | None
-    state: str  # a RunState value
-    reason: str  # completed, or why it stopped
-    result: str  # where the live database stood when it ended
-    preview_title: str | None
-    preview_actions: tuple[str, ...]
-    steps: tuple[StepView, ...]
-
-
-@dataclass(frozen=True)
-class ReportView:
-    """The incident report (runbook Step 10), filled from the audit trail."""
-
-    incident_id: str
-    environment: str
-    target: str
-    level: str
-    status: str
-    generated_at: datetime
-    timeline: tuple[tuple[str, datetime | None], ...]
-    requested_by: str
-    approved_by: str | None
-    backup: str  # the backup a full rollback restored and swapped in ("" when none did)
-    kept_as: str  # the failed database it kept ("" when none did)
-    resolution: str
-    runs: tuple[RunView, ...]
-    row_counts: tuple[tuple[str, int], ...] = ()
-    audit: tuple[tuple[datetime, str, str, str], ...] = field(default_factory=tuple)  # at, actor, action, outcome
-    summary: str | None = None
-    root_cause: str | None = None
-    what_failed: str | None = None
-    prevention: str | None = None
-    signoffs: tuple[tuple[str, str | None, str | None], ...] = ()  # role title, user, ISO time
-    audit_head: tuple[int, str] | None = None  # (seq, hash) of the audit chain when the report was written
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,13 @@ One formatter each, shared by `actions/` (step details, diagnostics, watch alert
 
 from __future__ import annotations
 
-__all__ = ["count", "duration", "first_line", "size"]
+__all__ = ["count", "duration", "first_line", "mark", "size"]
+
+# A state at a glance: a step's or a run's (their state values).
+MARKS = {
+    "pending": "▫️", "waiting for approval": "⏸️", "running": "⏳", "succeeded": "✅", "failed": "❌", "skipped": "⏭️",
+    "cancelled": "⏹️", "denied": "🚫", "interrupted": "⚡",
+}
 
 
 def duration(seconds: float | None, *, unknown: str = "") -> str:
@@ -44,3 +50,8 @@ def first_line(text: str | None, limit: int = 100) -> str:
 def count(n: int, noun: str, plural: str | None = None) -> str:
     """1 table, 3 tables, 1,024 indexes (with `plural`)."""
     return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def mark(state: str, default: str = "•") -> str:
+    """The mark of a step's or a run's state (✅, ❌, ⏳, …)."""
+    return MARKS.get(state, default)

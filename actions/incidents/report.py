@@ -15,6 +15,7 @@ from pathlib import Path
 
 import readable
 from actions.config import SIGNOFF_ROLES, Settings
+from actions.incidents.report_markdown import ReportView, RunView, StepLine, report_markdown
 from actions.store.records import (
     Approval,
     ApprovalState,
@@ -27,8 +28,6 @@ from actions.store.records import (
     utcnow,
 )
 from actions.store.sqlite import AsyncStore
-from messages.report import report_markdown
-from messages.views import ReportView, RunView, StepView
 
 FULL_RESOLUTION = ("Full database rollback performed. The backup was restored into a separate database, verified "
                    "against the backup's table of contents, and swapped in by renaming; the database that failed "
@@ -91,7 +90,7 @@ def _run_view(run: Run, steps: list[StepRecord], approvals: list[Approval], even
         state=state, reason=run.outcome or "", result=result,
         preview_title=shown.preview.get("title") if shown else None,
         preview_actions=tuple(shown.preview.get("actions", ())) if shown else (),
-        steps=tuple(StepView(s.title, s.state.value, s.seconds, s.detail) for s in steps if s.key != "report"))
+        steps=tuple(StepLine(s.title, s.state.value, s.seconds, s.detail) for s in steps if s.key != "report"))
 
 
 async def build_report(settings: Settings, store: AsyncStore, incident_id: str) -> ReportView:

@@ -1,10 +1,72 @@
-"""The incident report (runbook Step 10) as Markdown, with the runbook's headings."""
+"""The incident report (runbook Step 10) as a Markdown file, with the runbook's headings.
+
+A document the bot writes to disk and uploads, not a Slack message: it is built here, from the
+report's own small view models, with nothing of Slack in it.
+"""
 
 from __future__ import annotations
 
-from messages.incident import STEP_ICONS
-from messages.views import ReportView, RunView
-from readable import duration
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from readable import duration, mark
+
+
+@dataclass(frozen=True)
+class StepLine:
+    title: str
+    state: str  # a StepState value
+    seconds: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run of an incident, as the report tells it."""
+
+    run_id: str
+    title: str  # the plan's title: "Column rollback"
+    command: str  # "columns staging", "tables staging payment"
+    requested_by: str
+    approved_by: tuple[str, ...]
+    decision: str | None  # the approval's state, or None when the plan asks none
+    started_at: datetime
+    ended_at: datetime | None
+    state: str  # a RunState value
+    reason: str  # completed, or why it stopped
+    result: str  # where the live database stood when it ended
+    preview_title: str | None
+    preview_actions: tuple[str, ...]
+    steps: tuple[StepLine, ...]
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """The incident report (runbook Step 10), filled from the audit trail."""
+
+    incident_id: str
+    environment: str
+    target: str
+    level: str
+    status: str
+    generated_at: datetime
+    timeline: tuple[tuple[str, datetime | None], ...]
+    requested_by: str
+    approved_by: str | None
+    backup: str  # the backup a full rollback restored and swapped in ("" when none did)
+    kept_as: str  # the failed database it kept ("" when none did)
+    resolution: str
+    runs: tuple[RunView, ...]
+    row_counts: tuple[tuple[str, int], ...] = ()
+    audit: tuple[tuple[datetime, str, str, str], ...] = field(default_factory=tuple)  # at, actor, action, outcome
+    summary: str | None = None
+    root_cause: str | None = None
+    what_failed: str | None = None
+    prevention: str | None = None
+    signoffs: tuple[tuple[str, str | None, str | None], ...] = ()  # role title, user, ISO time
+    audit_head: tuple[int, str] | None = None  # (seq, hash) of the audit chain when the report was written
+
+
 
 TO_FILL = "_To be filled in by the incident owner._"
 
@@ -17,15 +79,12 @@ def _cell(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
-RUN_ICONS = {"succeeded": "✅", "failed": "❌", "denied": "🚫", "running": "⏳"}
-
-
 def _run(number: int, run: RunView) -> list[str]:
     """One run: what was asked, what was approved (the preview), by whom, how it ended, its steps."""
     approval = ("no approval asked (nothing destructive ran)" if run.decision is None
                 else f"approved by {', '.join(run.approved_by)}" if run.approved_by else f"approval {run.decision}")
     lines = [
-        f"#### {number}. {run.title} — {RUN_ICONS.get(run.state, '')} {run.state}",
+        f"#### {number}. {run.title} — {mark(run.state, '')} {run.state}",
         "",
         f"- Run: {run.run_id}, `/rollback {run.command}`",
         f"- Requested by {run.requested_by}; {approval}",
@@ -38,7 +97,7 @@ def _run(number: int, run: RunView) -> list[str]:
               "",
               "| Step | Result | Duration | Detail |",
               "|---|---|---|---|",
-              *[f"| {_cell(s.title)} | {STEP_ICONS.get(s.state, '')} {s.state} | {duration(s.seconds)} | {_cell(s.detail)} |"
+              *[f"| {_cell(s.title)} | {mark(s.state, '')} {s.state} | {duration(s.seconds)} | {_cell(s.detail)} |"
                 for s in run.steps],
               ""]
     return lines
