@@ -110,4 +110,4 @@ class RollbackService:
                                                                    tuple(run.facts.get("args", []))))
 
     async def decide(self, approval_id: str, actor: Actor, approve: bool, *, incident_id: str) -> DecideResult:
-        return await self.runner.decide(approval_id, actor, approve, incident_id=incident_id)
+        return await self.runner.approvals.decide(approval_id, actor, approve, incident_id=incident_id)

@@ -1,32 +1,46 @@
-"""The approval side of the runner: deciding (who may, the two-person rule, one winner among
-racing clicks, no decision after expiry) and gating (ask, wait at most approval_ttl_seconds,
-check the approved plan is still the plan, else void it).
+"""Approvals: deciding (who may, the two-person rule, one winner among racing clicks, no decision
+after expiry) and gating (ask, wait at most approval_ttl_seconds, check the approved plan is still
+the plan, else void it). Every rule about approvals is here, in one place.
 
-A mixin, so the runner's state (store, emit, the futures that carry decisions) stays in one
-object; every rule about approvals is here, in one place.
+The runner owns one `Approvals` and asks it at each destructive group of steps; a decision (a
+click) reaches the waiting run through a future held here.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Awaitable, Callable
 
+from actions.config import Settings
 from actions.engine import binding as gate
-from actions.engine.events import ApprovalDecided, ApprovalRequested
-from actions.engine.plan import RunContext, Step, StepFailed, new_approval_id
+from actions.engine.events import ApprovalDecided, ApprovalRequested, Emit
+from actions.engine.plan import Plan, RunContext, Step, StepFailed, new_approval_id
+from actions.redact import Redactor
 from actions.results import AlreadyDecided, ApprovalNotFound, Decided, DecideResult, Refused
 from actions.store.records import Actor, Approval, ApprovalState, Role, StepState, iso, utcnow
+from actions.store.sqlite import AsyncStore
 
 
-class _Denied(Exception):
-    """Raised inside the runner when an approval it depends on was denied."""
+class Denied(Exception):
+    """Raised inside the runner when an approval it depends on was denied (or expired, or was void)."""
 
     def __init__(self, approval: Approval):
         self.approval = approval
 
 
-class ApprovalGates:
-    """Mixed into Runner, which provides settings, store, emit, redact and _decisions."""
+StepTransition = Callable[[RunContext, Step, StepState], Awaitable[None]]
+
+
+class Approvals:
+    def __init__(self, settings: Settings, store: AsyncStore, emit: Emit, redact: Redactor,
+                 step_transition: StepTransition):
+        self.settings = settings
+        self.store = store
+        self.emit = emit
+        self.redact = redact
+        self._step_transition = step_transition  # the runner's: a waiting step is saved and announced as such
+        self._decisions: dict[str, asyncio.Future[Approval]] = {}
 
     async def decide(self, approval_id: str, actor: Actor, approve: bool, *, incident_id: str) -> DecideResult:
         """Approve or deny. Authorisation is checked here, and only here; refusals are audited."""
@@ -76,19 +90,19 @@ class ApprovalGates:
                            "approve or deny it; another approver must", Role.APPROVER, others)
         return None
 
-    async def _raise_if_denied(self, approvals) -> None:
+    async def raise_if_denied(self, approvals) -> None:
         """Obey a denial that arrived while an uninterruptible step was running."""
         for approval in approvals:
             future = self._decisions.get(approval.id)
             if future is not None and future.done() and future.result().state is ApprovalState.DENIED:
-                raise _Denied(future.result())
+                raise Denied(future.result())
 
-    async def _ask(self, ctx: RunContext, group: tuple[Step, ...]) -> Approval:
+    async def ask(self, ctx: RunContext, plan: Plan, group: tuple[Step, ...]) -> Approval:
         preview = group[0].preview(ctx)  # type: ignore[misc]  (Plan guarantees it)
         keys = [s.key for s in group]
         approval = await self.store.create_approval(
             approval_id=new_approval_id(), run=ctx.run, step_keys=keys, preview=preview.as_dict(),
-            binding=await gate.bind(ctx, keys, preview))
+            binding=await gate.bind(ctx, plan, keys, preview))
         self._decisions[approval.id] = asyncio.get_running_loop().create_future()
         await self.store.audit("bot", "approval.requested", environment=ctx.run.environment,
                                incident_id=ctx.incident.id, run_id=ctx.run.id, approval=approval.id,
@@ -96,10 +110,10 @@ class ApprovalGates:
         self.emit(ApprovalRequested(ctx.incident, await self.store.run(ctx.run.id), approval))
         return approval
 
-    def _decision(self, approval_id: str) -> asyncio.Future[Approval]:
+    def decision(self, approval_id: str) -> asyncio.Future[Approval]:
         return self._decisions.setdefault(approval_id, asyncio.get_running_loop().create_future())
 
-    async def _wait_for_approval(self, ctx: RunContext, approval: Approval, group: tuple[Step, ...]) -> Approval:
+    async def wait(self, ctx: RunContext, plan: Plan, approval: Approval, group: tuple[Step, ...]) -> Approval:
         """Fail closed: return the approval that opens `group` only if it was approved in time and
         the plan is still exactly the one approved; a changed plan gets a new approval request."""
         while True:
@@ -109,9 +123,9 @@ class ApprovalGates:
                     await self._step_transition(ctx, step, StepState.WAITING)
                 decided = await self._decision_in_time(ctx, decided)
             if decided.state is not ApprovalState.APPROVED:
-                raise _Denied(decided)
+                raise Denied(decided)
             keys = [s.key for s in group]
-            change = await gate.changes(ctx, keys, group[0].preview(ctx), decided.binding)  # type: ignore[misc]
+            change = await gate.changes(ctx, plan, keys, group[0].preview(ctx), decided.binding)  # type: ignore[misc]
             if change is None:
                 return decided
             if await self.store.claim_approval(decided.id, ApprovalState.SUPERSEDED, "bot",
@@ -123,14 +137,14 @@ class ApprovalGates:
                                           await self.store.approval(decided.id)))
             if change.fatal:
                 raise StepFailed(f"{change.reason}; the approval is void and nothing live was changed")
-            approval = await self._ask(ctx, group)
+            approval = await self.ask(ctx, plan, group)
 
     async def _decision_in_time(self, ctx: RunContext, approval: Approval) -> Approval:
         """Wait for the decision at most approval_ttl_seconds from now; then the approval expires."""
         ttl = self.settings.bot.approval_ttl_seconds
         await self.store.set_approval_expiry(approval.id, iso(utcnow() + timedelta(seconds=ttl)))
         try:
-            return await asyncio.wait_for(asyncio.shield(self._decision(approval.id)), ttl)
+            return await asyncio.wait_for(asyncio.shield(self.decision(approval.id)), ttl)
         except TimeoutError:
             if not await self.store.claim_approval(approval.id, ApprovalState.EXPIRED, "bot"):
                 return await self.store.approval(approval.id)  # a decision landed at the last moment
@@ -141,9 +155,13 @@ class ApprovalGates:
         self.emit(ApprovalDecided(ctx.incident, await self.store.run(ctx.run.id), expired))
         return expired
 
-    def _why_not(self, approval: Approval) -> str:
+    def why_not(self, approval: Approval) -> str:
         if approval.state is ApprovalState.EXPIRED:
             minutes = self.settings.bot.approval_ttl_seconds / 60
             return f"the approval expired: nobody decided within {minutes:g} min"
         return f"denied by <@{approval.decided_by}>"
 
+    def forget(self, approvals) -> None:
+        """The run no longer waits on these: drop their futures."""
+        for approval in approvals:
+            self._decisions.pop(approval.id, None)

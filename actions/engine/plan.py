@@ -89,6 +89,16 @@ class Step:
 
 
 @dataclass(frozen=True)
+class ApprovalInputs:
+    """What else an approval is bound to, named by the plan (see engine/binding.py): `values` go
+    into the binding; when one named in `fatal` changed since the approval was asked, asking again
+    cannot help and the run stops, with that reason."""
+
+    values: dict[str, Any]
+    fatal: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     """How a run ended, as told to the channel: the state of the live database and what to do."""
 
@@ -110,6 +120,8 @@ class Plan:
     # Where the live database stands when the run ended (how, and at which step if it failed),
     # with the advice to give.
     outcome: Callable[[RunContext, RunState, str | None], RunOutcome]
+    # What an approval is bound to besides the plan and its preview (a backup's SHA-256, say).
+    approval_inputs: Callable[[RunContext], Awaitable[ApprovalInputs]] | None = None
 
     def __post_init__(self) -> None:
         keys = [step.key for step in self.steps]

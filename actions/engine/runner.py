@@ -13,7 +13,7 @@ import secrets
 from typing import Any, Callable
 
 from actions.config import Settings
-from actions.engine.approvals import ApprovalGates, _Denied
+from actions.engine.approvals import Approvals, Denied
 from actions.engine.events import (
     ApprovalDecided,
     Emit,
@@ -50,15 +50,15 @@ def new_error_id() -> str:
     return "E-" + secrets.token_hex(3)
 
 
-class Runner(ApprovalGates):
-    """Runs plans as asyncio tasks, one per run, and records approval decisions."""
+class Runner:
+    """Runs plans as asyncio tasks, one per run, behind the approval gates of `approvals`."""
 
     def __init__(self, settings: Settings, store: AsyncStore, emit: Emit, redactor: Redactor):
         self.settings = settings
         self.store = store
         self.emit = emit
         self.redact = redactor
-        self._decisions: dict[str, asyncio.Future[Approval]] = {}
+        self.approvals = Approvals(settings, store, emit, redactor, self._step_transition)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._progress: dict[str, RestoreProgress] = {}  # run id -> progress of its running step
 
@@ -137,15 +137,15 @@ class Runner(ApprovalGates):
                 current = step
                 if index in groups:
                     if index not in asked:  # not asked early: ask now
-                        asked[index] = await self._ask(ctx, groups[index])
-                    asked[index] = await self._wait_for_approval(ctx, asked[index], groups[index])
+                        asked[index] = await self.approvals.ask(ctx, plan, groups[index])
+                    asked[index] = await self.approvals.wait(ctx, plan, asked[index], groups[index])
                 await self._run_step(ctx, step, pending=list(asked.values()))
-                await self._raise_if_denied(asked.values())
+                await self.approvals.raise_if_denied(asked.values())
                 if step.key in ask_after and ask_after[step.key] not in asked:
                     group_index = ask_after[step.key]
-                    asked[group_index] = await self._ask(ctx, groups[group_index])
-        except _Denied as denied:
-            state, reason, failed_step = RunState.DENIED, self._why_not(denied.approval), None
+                    asked[group_index] = await self.approvals.ask(ctx, plan, groups[group_index])
+        except Denied as denied:
+            state, reason, failed_step = RunState.DENIED, self.approvals.why_not(denied.approval), None
         except asyncio.CancelledError:
             raise  # the bot is stopping: the run stays open in the store for a restart to report
         except Exception as exc:
@@ -162,8 +162,7 @@ class Runner(ApprovalGates):
             await self._end(ctx, RunState.SUCCEEDED, "completed", plan.outcome(ctx, RunState.SUCCEEDED, None))
             return
         finally:
-            for approval in asked.values():
-                self._decisions.pop(approval.id, None)
+            self.approvals.forget(asked.values())
         await self._safely(plan.reconcile(ctx), "checking where the databases stand")
         cleanup = await self._safely(plan.abort(ctx), "cleaning up after the rollback")
         outcome = plan.outcome(ctx, state, failed_step)
@@ -173,17 +172,18 @@ class Runner(ApprovalGates):
     async def _run_step(self, ctx: RunContext, step: Step, pending: list[Approval]) -> None:
         await self._step_transition(ctx, step, StepState.RUNNING)
         work = asyncio.create_task(step.run(ctx), name=f"{ctx.run.id} {step.key}")
-        watched = {self._decision(a.id): a for a in pending if step.interruptible and a.state is ApprovalState.PENDING}
+        watched = {self.approvals.decision(a.id): a for a in pending
+                   if step.interruptible and a.state is ApprovalState.PENDING}
         try:
             while True:
                 done, _ = await asyncio.wait({work, *watched}, return_when=asyncio.FIRST_COMPLETED)
                 for future in done - {work}:
                     watched.pop(future)
                     if future.result().state is ApprovalState.DENIED:
-                        raise _Denied(future.result())
+                        raise Denied(future.result())
                 if work in done:
                     break
-        except _Denied:
+        except Denied:
             await _cancel(work)
             await self._step_transition(ctx, step, StepState.CANCELLED, "stopped: the rollback was denied")
             raise

@@ -10,12 +10,11 @@ approved, who asked and who approved, and how it ended — and uses the full rol
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from pathlib import Path
 
-import readable
 from actions.config import SIGNOFF_ROLES, Settings
 from actions.incidents.report_markdown import ReportView, RunView, StepLine, report_markdown
+from actions.plans.facts import RunFacts
 from actions.store.records import (
     Approval,
     ApprovalState,
@@ -40,9 +39,9 @@ def _ended(steps: list[StepRecord], key: str):
     return next((s.ended_at for s in steps if s.key == key and s.state == "succeeded"), None)
 
 
-def _backup_line(facts: dict) -> str:
-    created = datetime.fromisoformat(facts["backup_created"])
-    return f"{facts['backup_path']} (created {created:%Y-%m-%d %H:%M:%S} UTC, {readable.size(facts['backup_size'])})"
+def _backup_line(run: Run) -> str:
+    backup = RunFacts.of(run.facts).backup
+    return backup.describe() if backup else "none recorded"
 
 
 def _audit_action(event: AuditEvent) -> str:
@@ -53,7 +52,7 @@ def _audit_action(event: AuditEvent) -> str:
 
 def _swapped_full(runs: list[Run]) -> Run | None:
     """The full rollback that swapped the restored copy in, if one did (the latest)."""
-    return next((r for r in reversed(runs) if r.plan == "full" and r.facts.get("swapped")), None)
+    return next((r for r in reversed(runs) if r.plan == "full" and RunFacts.of(r.facts).swapped), None)
 
 
 def _resolution(runs: list[RunView], full: Run | None) -> str:
@@ -119,7 +118,8 @@ async def build_report(settings: Settings, store: AsyncStore, incident_id: str) 
         generated_at=utcnow(), timeline=timeline,
         requested_by=runs[0].requested_by if runs else incident.declared_by,
         approved_by=", ".join(dict.fromkeys(a for v in views for a in v.approved_by)) or None,
-        backup=_backup_line(full.facts) if full else "", kept_as=full.facts.get("keep_as", "") if full else "",
+        backup=_backup_line(full) if full else "",
+        kept_as=RunFacts.of(full.facts).databases.keep_as if full and RunFacts.of(full.facts).databases else "",
         resolution=_resolution(views, full), runs=tuple(views),
         row_counts=tuple(sorted(full.facts.get("row_counts", {}).items())) if full else (),
         audit=tuple((e.at, e.actor, _audit_action(e), e.outcome) for e in events),

@@ -19,11 +19,9 @@ from actions.engine.plan import (
     Step,
     StepFailed,
     StepOutcome,
-    nothing_to_reconcile,
-    nothing_to_undo,
 )
 from actions.engine.processes import ProcessTimeout, run_process
-from actions.plans import partial as partial_steps
+from actions.plans import partial
 from actions.store.records import RunState
 
 REF = "{ref}"
@@ -101,14 +99,13 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
-    return Plan("app", "Application rollback", (
-        Step("declare", "Declare the incident", partial_steps.declare),
+    return partial.partial_plan(
+        "app", "Application rollback",
         Step("preflight", "Preflight: the release to deploy", preflight),
         Step("deploy", "Deploy the release", deploy, destructive=True, preview=preview),
         Step("health", "Wait for the application's health", healthy),
         Step("smoke", "Run the smoke checks", smoke),
-        Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
+        outcome=outcome)
 
 
 SPEC = PlanSpec("app", "Application rollback", build_plan, check_args)

@@ -22,10 +22,8 @@ from actions.engine.plan import (
     Step,
     StepFailed,
     StepOutcome,
-    nothing_to_reconcile,
-    nothing_to_undo,
 )
-from actions.plans import partial as partial_steps
+from actions.plans import partial
 from actions.postgres import server as pg
 from actions.store.records import RunState
 
@@ -103,12 +101,11 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
-    return Plan("cleanup", "Clean-up", (
-        Step("declare", "Declare the incident", partial_steps.declare),
+    return partial.partial_plan(
+        "cleanup", "Clean-up",
         Step("find", "Find the leftover restored copies", find),
         Step("drop", "Drop them", drop, destructive=True, preview=preview),
-        Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
+        outcome=outcome)
 
 
 SPEC = PlanSpec("cleanup", "Clean-up", build_plan, check_args, level=1)

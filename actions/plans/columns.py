@@ -25,7 +25,7 @@ from actions.backups.files import read_toc
 from actions.backups.scratch import restore_rows, scratch_database
 from actions.config import Environment
 from actions.engine.plan import ApprovalPreview, Plan, PlanSpec, RunContext, RunOutcome, Step, StepFailed, StepOutcome
-from actions.plans import partial as partial_steps
+from actions.plans import partial
 from actions.plans.tables import sql as q
 from actions.postgres import server as pg
 from actions.postgres.catalog import Catalog, Column
@@ -58,7 +58,7 @@ async def _why_not(conn, table: str, column: Column) -> str | None:
 
 
 async def preflight(ctx: RunContext) -> StepOutcome:
-    _, backup_cat, live, diff, source = await partial_steps.read_diff(ctx)
+    _, backup_cat, live, diff, source = await partial.read_diff(ctx)
     dropped: dict[str, set[str]] = defaultdict(set)
     for change in diff.columns_dropped:
         dropped[change.table].add(change.column)
@@ -115,7 +115,7 @@ async def copy_backup_values(ctx: RunContext) -> StepOutcome:
     """The backup's key and lost columns, into a scratch schema of the live database (nothing live changes)."""
     env, work = ctx.environment, ctx.facts["work"]
     async with scratch_database(env, "columns") as scratch:
-        dump = Path(ctx.facts["backup_path"])
+        dump = Path(partial.backup_of(ctx).path)
         await restore_rows(env, scratch, dump, await read_toc(dump), _row_tables(ctx))
         async with await pg.connect(env) as live, await pg.connect(env, scratch) as source:
             await live.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(_scratch_schema(ctx))))
@@ -271,7 +271,7 @@ def preview(ctx: RunContext) -> ApprovalPreview:
     return ApprovalPreview(
         title=f"Bring back {sum(len(w['columns']) for w in ctx.facts['work'])} dropped column(s) in {ctx.environment.name}",
         actions=tuple(actions),
-        facts=(("Target", ctx.environment.target), ("Backup", Path(ctx.facts["backup_path"]).parent.name),
+        facts=(("Target", ctx.environment.target), ("Backup", Path(partial.backup_of(ctx).path).parent.name),
                ("Skipped", "; ".join(skipped) or "none"),
                ("Triggers and rules off during the fill", ", ".join(quieted[:12]) + (" …" if len(quieted) > 12 else "")
                 or "none"),
@@ -287,10 +287,6 @@ async def abort(ctx: RunContext) -> str:
     return ""
 
 
-async def reconcile(ctx: RunContext) -> None:
-    return None  # the change is one transaction: the step's own success or failure says which
-
-
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
         return RunOutcome(f"`{ctx.environment.database}` has its dropped columns back, filled from the backup.")
@@ -302,16 +298,15 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
-    return Plan("columns", "Column rollback", (
-        Step("declare", "Declare the incident", partial_steps.declare),
+    return partial.partial_plan(
+        "columns", "Column rollback",
         Step("preflight", "Preflight: backup and the dropped columns", preflight),
         Step("copy", "Copy the backup's values aside", copy_backup_values, interruptible=True),
         Step("readd", "Re-add the columns and their data", readd, destructive=True, ask_approval_after="preflight",
              preview=preview),
         Step("verify", "Verify the values against the backup", verify),
         Step("cleanup", "Drop the scratch schema", cleanup),
-        Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=abort, outcome=outcome, reconcile=reconcile)
+        outcome=outcome, abort=abort, reads_backup=True)  # one transaction: no reconcile
 
 
 SPEC = PlanSpec("columns", "Column rollback", build_plan)

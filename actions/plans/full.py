@@ -16,24 +16,32 @@ from __future__ import annotations
 import asyncio
 import shutil
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 
 from psycopg import sql
 
 import readable
 from actions.application import control as appctl
-from actions.backups.files import BackupFile, BackupProblem, backup_name, newest_backup, read_all_data, read_toc
+from actions.backups.files import (
+    BackupFile,
+    BackupProblem,
+    backup_name,
+    fingerprint,
+    newest_backup,
+    read_all_data,
+    read_toc,
+)
 from actions.backups.manifest import load_manifest
 from actions.backups.verify import verify_restored
 from actions.config import Environment
-from actions.engine import binding as gate
 from actions.engine.concurrency import together
 from actions.engine.events import ReportWritten
 from actions.engine.plan import ApprovalPreview, Plan, RunContext, RunOutcome, Step, StepFailed, StepOutcome
 from actions.engine.processes import run_process
 from actions.engine.progress import RestoreProgress
 from actions.incidents.report import write_report
+from actions.plans.facts import BackupRef, Databases, RunFacts, Swap, facts_update
+from actions.plans.partial import backup_inputs
 from actions.postgres import server as pg
 from actions.store.records import AlertStatus, IncidentStatus, RunState
 
@@ -44,6 +52,10 @@ def names(ctx: RunContext) -> tuple[str, str, str]:
     """(live, restored copy, name the failed database is kept under)."""
     live = ctx.environment.database
     return live, f"{live}__rollback_{ctx.database_suffix}", f"{live}__failed_{ctx.database_suffix}"
+
+
+def _facts(ctx: RunContext) -> RunFacts:
+    return RunFacts.of(ctx.facts)
 
 
 async def declare(ctx: RunContext) -> StepOutcome:
@@ -65,13 +77,13 @@ async def preflight(ctx: RunContext) -> StepOutcome:
                              "use a shorter database name for this environment")
     try:
         backup = await asyncio.to_thread(newest_backup, env)  # a backup folder may be on slow storage
-        toc, fingerprint, server = await together(
-            read_toc(backup), gate.backup_fingerprint(str(backup.path)), _check_server(env, live, aside, keep_as))
+        toc, (identity, sha256), server = await together(
+            read_toc(backup), fingerprint(backup.path), _check_server(env, live, aside, keep_as))
     except BackupProblem as problem:
         raise StepFailed(str(problem)) from None
-    facts = {"backup_path": str(backup.path), "backup_created": backup.created.isoformat(), "backup_size": backup.size,
-             "toc_entries": len(toc.entries), "live": live, "aside": aside, "keep_as": keep_as,
-             "live_size": server.size, "leftover_aside": server.leftover, **fingerprint}
+    facts = {**facts_update(backup=BackupRef.of(backup, sha256=sha256, identity=identity),
+                            databases=Databases(live=live, aside=aside, keep_as=keep_as)),
+             "toc_entries": len(toc.entries), "live_size": server.size, "leftover_aside": server.leftover}
     again = f"; {aside}, left by an interrupted run of this incident, will be restored again" if server.leftover else ""
     return StepOutcome(
         f"backup {backup.describe()}: {len(toc.entries)} items in its table of contents; "
@@ -169,7 +181,7 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
     ctx.track(progress)
     result = await run_process(
         ["pg_restore", "--verbose", "--exit-on-error", "--no-password", f"--jobs={env.restore_jobs}",
-         f"--dbname={target}", ctx.facts["backup_path"]],
+         f"--dbname={target}", _facts(ctx).backup.path],
         env=secret_env, on_line=progress.feed, log_path=log_path)
     if not result.ok:
         cause = result.cause()
@@ -178,7 +190,7 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
     progress.finish()
     async with await pg.admin(env) as conn:
         copied = await pg.copy_database_properties(conn, live, aside)
-    rate = ctx.facts["backup_size"] / result.seconds / 2**20 if result.seconds else 0
+    rate = _facts(ctx).backup.size / result.seconds / 2**20 if result.seconds else 0
     await ctx.remember({"restore_seconds": result.seconds, "restore_log": str(log_path)})
     return StepOutcome(
         f"restored into {aside} in {result.seconds:.1f} s with {env.restore_jobs} job(s) "
@@ -199,18 +211,17 @@ async def verify(ctx: RunContext) -> StepOutcome:
 
 
 def _backup(ctx: RunContext) -> BackupFile:
-    path = Path(ctx.facts["backup_path"])
-    return BackupFile(path, datetime.fromisoformat(ctx.facts["backup_created"]), ctx.facts["backup_size"])
+    return _facts(ctx).backup.file()
 
 
 async def swap(ctx: RunContext) -> StepOutcome:
     live, aside, keep_as = names(ctx)
     # Written before anything is renamed: without it, a later "the server did not answer" can
     # only mean the swap never began, and live is known to be untouched.
-    await ctx.remember({"swap_started": True})
+    await ctx.remember(facts_update(swap=Swap.UNDER_WAY))
     async with await pg.admin(ctx.environment) as conn:
         result = await pg.swap_databases(conn, live=live, restored=aside, keep_as=keep_as)
-    await ctx.remember({"swapped": True, "swap_window_seconds": result.window_seconds})
+    await ctx.remember({**facts_update(swap=Swap.DONE), "swap_window_seconds": result.window_seconds})
     return StepOutcome(f"{live} is now the restored copy; the failed database is kept as {keep_as}; "
                        f"{result.sessions_terminated} session(s) ended; {live} was closed for {result.window_seconds:.2f} s")
 
@@ -264,7 +275,7 @@ def preview(ctx: RunContext) -> ApprovalPreview:
 async def reconcile(ctx: RunContext) -> None:
     """After a failure or a crash, read where the databases stand instead of trusting memory: a
     lost connection may hide a committed swap, a crash may leave the live database closed."""
-    if "aside" not in ctx.facts:
+    if _facts(ctx).databases is None:
         return  # preflight did not pass: nothing was created or changed
     live, aside, keep_as = names(ctx)
     try:
@@ -272,21 +283,22 @@ async def reconcile(ctx: RunContext) -> None:
             kept, copy = await pg.database_exists(conn, keep_as), await pg.database_exists(conn, aside)
             open_to_clients = await pg.scalar(conn, "SELECT datallowconn FROM pg_database WHERE datname = %s", (live,))
     except Exception:
-        if ctx.facts.get("swap_started"):
-            await ctx.remember({"swap_state": "unknown"})
+        if _facts(ctx).swap is not Swap.NOT_DONE:
+            await ctx.remember(facts_update(swap=Swap.UNKNOWN))
         else:  # the swap never began: live is untouched whatever the server says now
-            await ctx.remember({"swapped": False, "swap_state": "known", "server_unreachable": True})
+            await ctx.remember({"server_unreachable": True})
         return
-    await ctx.remember({"swapped": kept and not copy, "aside_created": copy, "swap_state": "known",
+    await ctx.remember({**facts_update(swap=Swap.DONE if kept and not copy else Swap.NOT_DONE), "aside_created": copy,
                         "live_refuses_connections": open_to_clients is False})
 
 
 async def abort(ctx: RunContext) -> str:
     """Undo what is safe to undo: the aside copy if it was never swapped in; an app stopped only for the swap."""
     done = []
-    if ctx.facts.get("swap_state") == "unknown":
+    facts = _facts(ctx)
+    if facts.swap is Swap.UNKNOWN:
         return "Nothing was cleaned up: the server could not be asked where the databases stand."
-    if ctx.facts.get("aside_created") and not ctx.facts.get("swapped"):
+    if ctx.facts.get("aside_created") and not facts.swapped:
         _, aside, _ = names(ctx)
         try:
             async with await pg.admin(ctx.environment) as conn:
@@ -295,7 +307,7 @@ async def abort(ctx: RunContext) -> str:
         except Exception:  # the server is down or refusing: the copy may remain, so name it
             done.append(f"The restored copy `{aside}` could not be dropped (the server did not answer): once the "
                         f"server is back, run `/rollback cleanup {ctx.environment.name}` (it asks an approver).")
-    if ctx.facts.get("app_stopped") and not ctx.facts.get("swapped") and ctx.environment.stop_app == "at_swap":
+    if facts.app_stopped and not facts.swapped and ctx.environment.stop_app == "at_swap":
         # The app was up on the live database before the swap window; put it back as it was.
         await appctl.run_commands(ctx.environment, "start")
         await ctx.announce(app_stopped=False)
@@ -305,21 +317,21 @@ async def abort(ctx: RunContext) -> str:
 
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     live, _, keep_as = names(ctx)
-    facts = ctx.facts
+    facts = _facts(ctx)
     if state is RunState.SUCCEEDED:
         return RunOutcome(f"`{live}` holds the backup of {_backup(ctx).created:%Y-%m-%d %H:%M} UTC; "
                        f"the failed database is kept as `{keep_as}`.")
-    if facts.get("swap_state") == "unknown":
+    if facts.swap is Swap.UNKNOWN:
         return RunOutcome(f"Unknown: the server did not answer. If a database `{keep_as}` exists, the swap is done and "
                        f"`{live}` holds the restored backup; otherwise `{live}` is untouched.",
                        "Check the server, then look for those names (`\\l`) before doing anything else.")
-    if not facts.get("swapped"):
+    if not facts.swapped:
         advice = ("The application is still stopped (this rollback stopped it): start it again with the "
-                  "environment's start command once you have decided what to do." if facts.get("app_stopped") and
+                  "environment's start command once you have decided what to do." if facts.app_stopped and
                   ctx.environment.stop_app == "immediately" else "")
         if state is RunState.FAILED:
             advice = f"Fix what the ❌ step reports, then run `/rollback full {ctx.environment.name}` again. {advice}"
-        if facts.get("live_refuses_connections"):
+        if ctx.facts.get("live_refuses_connections"):
             advice += (f" `{live}` refuses new connections (the swap had closed it): "
                        f"run `ALTER DATABASE {live} WITH ALLOW_CONNECTIONS true` once you are ready.")
         return RunOutcome(f"Nothing was changed: `{live}` is untouched.", advice.strip())
@@ -352,4 +364,5 @@ def build_plan(stop_app_mode: str) -> Plan:
     # The approval is asked as soon as preflight passes: the restore runs while the approver reads.
     gate = next(i for i, step in enumerate(steps) if step.destructive)
     steps[gate] = replace(steps[gate], ask_approval_after="preflight", preview=preview)
-    return Plan("full", "Full rollback", tuple(steps), abort=abort, outcome=outcome, reconcile=reconcile)
+    return Plan("full", "Full rollback", tuple(steps), abort=abort, outcome=outcome, reconcile=reconcile,
+                approval_inputs=backup_inputs)

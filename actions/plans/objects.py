@@ -16,7 +16,7 @@ from pathlib import Path
 from actions.backups.scratch import backup_catalog
 from actions.config import Environment
 from actions.engine.plan import ApprovalPreview, Plan, PlanSpec, RunContext, RunOutcome, Step, StepFailed, StepOutcome
-from actions.plans import partial as partial_steps
+from actions.plans import partial
 from actions.postgres import server as pg
 from actions.postgres.catalog import describe
 from actions.postgres.dependencies import drop_plan, drop_statement
@@ -45,7 +45,7 @@ async def check_args(env: Environment, args: tuple[str, ...]) -> str | None:
 
 def build(kind: Kind):
     async def preflight(ctx: RunContext) -> StepOutcome:
-        backup, backup_cat, live, diff, source = await partial_steps.read_diff(ctx)
+        backup, backup_cat, live, diff, source = await partial.read_diff(ctx)
         named = _names(tuple(ctx.facts.get("args", [])))
         present = live.views if kind is VIEWS else live.indexes
         if named:
@@ -94,7 +94,7 @@ def build(kind: Kind):
             raise StepFailed(f"still present after the drop: {', '.join(still)}")
         if ctx.facts.get("args"):
             return StepOutcome(f"the {len(ctx.facts['drop'])} named {kind.name} are gone")
-        backup_cat, _ = await backup_catalog(ctx.environment, Path(ctx.facts["backup_path"]))
+        backup_cat, _ = await backup_catalog(ctx.environment, Path(partial.backup_of(ctx).path))
         diff = compare(live, backup_cat)
         extra = sorted(set(diff.views_added if kind is VIEWS else diff.indexes_added) - set(ctx.facts.get("skipped", [])))
         if extra:
@@ -120,12 +120,6 @@ def build(kind: Kind):
                    ("Requested by", f"<@{ctx.run.requested_by}>")),
             confirm=f"Drop {len(order)} {kind.name} from {ctx.environment.database}?")
 
-    async def abort(ctx: RunContext) -> str:
-        return ""  # nothing is prepared aside
-
-    async def reconcile(ctx: RunContext) -> None:
-        return None  # one transaction: it either committed (the step succeeded) or not
-
     def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
         if state is RunState.SUCCEEDED:
             return RunOutcome(f"`{ctx.environment.database}` no longer has the {len(ctx.facts['drop'])} {kind.name}.",
@@ -134,13 +128,12 @@ def build(kind: Kind):
                        "Fix what the ❌ step reports, then run the command again." if state is RunState.FAILED else "")
 
     def plan(env: Environment, args: tuple[str, ...]) -> Plan:
-        return Plan(kind.name, kind.title, (
-            Step("declare", "Declare the incident", partial_steps.declare),
+        return partial.partial_plan(
+            kind.name, kind.title,
             Step("preflight", f"Preflight: backup and the {kind.name} to drop", preflight),
             Step("drop", f"Drop the {kind.name}", drop, destructive=True, ask_approval_after="preflight", preview=preview),
             Step("verify", f"Verify the {kind.name}", verify),
-            Step("finish", "Update the incident report", partial_steps.finish),
-        ), abort=abort, outcome=outcome, reconcile=reconcile)
+            outcome=outcome, reads_backup=True)  # one transaction: nothing to undo
 
     return plan
 

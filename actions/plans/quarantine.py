@@ -24,10 +24,8 @@ from actions.engine.plan import (
     Step,
     StepFailed,
     StepOutcome,
-    nothing_to_reconcile,
-    nothing_to_undo,
 )
-from actions.plans import partial as partial_steps
+from actions.plans import partial
 from actions.postgres import server as pg
 from actions.postgres.foreign_keys import foreign_key, foreign_keys
 from actions.postgres.quiet_writes import quiet
@@ -163,12 +161,11 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
 
 
 def build_restore_plan(env: Environment, args: tuple[str, ...]) -> Plan:
-    return Plan("restore-quarantine", "Quarantine put-back", (
-        Step("declare", "Declare the incident", partial_steps.declare),
+    return partial.partial_plan(
+        "restore-quarantine", "Quarantine put-back",
         Step("preflight", "Preflight: the quarantined rows", preflight),
         Step("put_back", "Put the rows back", put_back, destructive=True, preview=preview),
-        Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
+        outcome=outcome)
 
 
 RESTORE_SPEC = PlanSpec("restore-quarantine", "Quarantine put-back", build_restore_plan, check_args, level=1)

@@ -24,10 +24,8 @@ from actions.engine.plan import (
     Step,
     StepFailed,
     StepOutcome,
-    nothing_to_reconcile,
-    nothing_to_undo,
 )
-from actions.plans import partial as partial_steps
+from actions.plans import partial
 from actions.plans.quarantine import move_orphans, orphan_preflight
 from actions.postgres import server as pg
 from actions.postgres.catalog import qualified
@@ -174,13 +172,12 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
-    return Plan("remedy", "Remedy", (
-        Step("declare", "Declare the incident", partial_steps.declare),
+    return partial.partial_plan(
+        "remedy", "Remedy",
         Step("preflight", "Check the finding is still there", preflight),
         Step("apply", "Apply the remedy", apply, destructive=True, preview=preview),
         Step("verify", "Verify the remedy", verify),
-        Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
+        outcome=outcome)
 
 
 SPEC = PlanSpec("remedy", "Remedy", build_plan, check_args, level=1)

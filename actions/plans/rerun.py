@@ -25,10 +25,8 @@ from actions.engine.plan import (
     Step,
     StepFailed,
     StepOutcome,
-    nothing_to_reconcile,
-    nothing_to_undo,
 )
-from actions.plans import partial as partial_steps
+from actions.plans import partial
 from actions.postgres import server as pg
 from actions.postgres.catalog import describe
 from actions.postgres.dependencies import drop_plan, drop_statement
@@ -173,13 +171,12 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
-    return Plan("rerun", "Migration re-run", (
-        Step("declare", "Declare the incident", partial_steps.declare),
+    return partial.partial_plan(
+        "rerun", "Migration re-run",
         Step("preflight", "Preflight: the migration and what it creates", preflight),
         Step("rerun", "Drop and re-run the migration", rerun, destructive=True, preview=preview),
         Step("verify", "Verify what the migration creates", verify),
-        Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=nothing_to_undo, outcome=outcome, reconcile=nothing_to_reconcile)
+        outcome=outcome)
 
 
 SPEC = PlanSpec("rerun", "Migration re-run", build_plan, check_args)

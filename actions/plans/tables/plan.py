@@ -27,7 +27,7 @@ from actions.backups.scratch import restore_rows, scratch_database
 from actions.backups.toc import Toc
 from actions.config import Environment
 from actions.engine.plan import Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
-from actions.plans import partial as partial_steps
+from actions.plans import partial
 from actions.plans.tables import sql as q
 from actions.plans.tables.partitions import bound_violations, plan_unit
 from actions.plans.tables.swap import abort, cleanup, orphan_line, outcome, preview, reconcile, swap, verify
@@ -98,7 +98,7 @@ async def preflight(ctx: RunContext) -> StepOutcome:
             "its own transaction (`SET LOCAL session_replication_role = replica`): otherwise deleting the current "
             "rows fails on other tables' foreign keys, or ON DELETE CASCADE deletes their rows. PostgreSQL lets "
             "only superusers do that. Run this rollback with a superuser DSN, or use `/rollback full`")
-    backup, backup_cat, live_cat, diff, source = await partial_steps.read_diff(ctx)
+    backup, backup_cat, live_cat, diff, source = await partial.read_diff(ctx)
     toc = await read_toc(backup)
     named, unknown = resolve(parse_names(ctx.facts.get("args", [])), backup_tables(toc))
     if unknown or not named:
@@ -390,8 +390,8 @@ def _shape(columns: list[dict]) -> set[tuple]:
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
-    return Plan("tables", "Table rollback", (
-        Step("declare", "Declare the incident", partial_steps.declare),
+    return partial.partial_plan(
+        "tables", "Table rollback",
         Step("preflight", "Preflight: backup, tables, role, foreign keys", preflight),
         Step("shadow", "Restore the tables into a shadow schema", shadow, interruptible=True),
         Step("check", "Check the shadow rows: checksums, constraints, orphans", check, interruptible=True),
@@ -399,8 +399,7 @@ def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
              preview=preview),
         Step("verify", "Verify the tables against the backup", verify),
         Step("cleanup", "Drop the shadow schema", cleanup),
-        Step("finish", "Update the incident report", partial_steps.finish),
-    ), abort=abort, outcome=outcome, reconcile=reconcile)
+        outcome=outcome, abort=abort, reconcile=reconcile, reads_backup=True)
 
 
 SPEC = PlanSpec("tables", "Table rollback", build_plan, check_args, level=2)

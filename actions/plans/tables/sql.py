@@ -8,8 +8,6 @@ they are schema-qualified and mean the same thing in every database.
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -17,6 +15,7 @@ from psycopg import sql
 
 from actions.backups.files import BackupFile
 from actions.engine.plan import RunContext
+from actions.plans import partial
 from actions.postgres import server as pg
 from actions.postgres.catalog import stable_session
 
@@ -49,8 +48,7 @@ def in_schema(schema: str, table: str) -> sql.Identifier:
 
 
 def backup_of(ctx: RunContext) -> BackupFile:
-    return BackupFile(Path(ctx.facts["backup_path"]), datetime.fromisoformat(ctx.facts["backup_created"]),
-                      ctx.facts["backup_size"])
+    return partial.backup_of(ctx).file()
 
 
 def backup_columns(ctx: RunContext, table: str) -> list[str]:

@@ -27,6 +27,7 @@ import psycopg
 from psycopg import sql
 
 from actions.engine.plan import ApprovalPreview, RunContext, RunOutcome, StepFailed, StepOutcome
+from actions.plans.facts import RunFacts, Swap, facts_update
 from actions.plans.tables import partitions as units_sql
 from actions.plans.tables import sql as q
 from actions.postgres import server as pg
@@ -114,7 +115,7 @@ async def swap(ctx: RunContext) -> StepOutcome:
                              "quieter (or stop the app)") from None
         except psycopg.Error as exc:
             raise StepFailed(f"the swap failed and was {UNCHANGED}: {str(exc).splitlines()[0]}") from None
-    await ctx.remember({"swapped": True, "swap_report": report, "sequences_raised": raised})
+    await ctx.remember({**facts_update(swap=Swap.DONE), "swap_report": report, "sequences_raised": raised})
     return StepOutcome(
         f"one transaction committed: {'; '.join(report)}; the replaced rows are kept in schema {kept}; "
         + (f"partitions {', '.join(moved)} with the backup's bounds; " if moved else "")
@@ -265,17 +266,18 @@ async def reconcile(ctx: RunContext) -> None:
             async with await pg.admin(ctx.environment) as conn:
                 scratch = scratch if await pg.database_exists(conn, scratch) else None
     except Exception:
-        await ctx.remember({"swap_state": "unknown"})
+        await ctx.remember(facts_update(swap=Swap.UNKNOWN))
         return
-    await ctx.remember({"swapped": kept is not None, "shadow_created": shadow, "scratch_db": scratch,
-                        "swap_state": "known"})
+    await ctx.remember({**facts_update(swap=Swap.DONE if kept is not None else Swap.NOT_DONE),
+                        "shadow_created": shadow, "scratch_db": scratch})
 
 
 async def abort(ctx: RunContext) -> str:
     """Drop the shadow schema and the scratch database unless the swap committed (then the shadow is kept)."""
-    if ctx.facts.get("swap_state") == "unknown":
+    swap = RunFacts.of(ctx.facts).swap
+    if swap is Swap.UNKNOWN:
         return "Nothing was cleaned up: the server could not be asked where the tables stand."
-    if ctx.facts.get("swapped"):
+    if swap is Swap.DONE:
         return (f"The shadow schema {q.shadow_schema(ctx)} (the backup's rows) is kept for comparison; drop it when "
                 "done." if ctx.facts.get("shadow_created") else "")
     done = []
@@ -293,11 +295,12 @@ async def abort(ctx: RunContext) -> str:
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     db, kept, facts = ctx.environment.database, q.replaced_schema(ctx), ctx.facts
     tables = ", ".join(f"`{t}`" for t in facts.get("named") or facts.get("tables", [])) or "the named tables"
-    if facts.get("swap_state") == "unknown":
+    swap = RunFacts.of(facts).swap
+    if swap is Swap.UNKNOWN:
         return RunOutcome(f"Unknown: the server did not answer. If schema `{kept}` exists in `{db}`, the swap committed "
                        f"and {tables} hold the backup's rows; otherwise they are untouched.",
                        "Check the server, then look for that schema (`\\dn rollback_*`) before doing anything else.")
-    if facts.get("swapped"):
+    if swap is Swap.DONE:
         done = (f"{tables} in `{db}` hold the backup's rows; the rows they had are kept in schema `{kept}`; "
                 "the other tables kept their rows.")
         way_back = (f"To undo: in one transaction with `SET LOCAL session_replication_role = replica`, DELETE the rows "
