@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from actions.store.records import Approval, Incident, Role, Run
+
+
+def new_error_id() -> str:
+    """A short id shown to the user and written to the log, to find one in the other."""
+    return "E-" + secrets.token_hex(3)
 
 
 @dataclass(frozen=True)
@@ -34,12 +40,53 @@ class InvalidArguments:
     """The verb's arguments do not fit (an unknown table, say); nothing was opened."""
 
     reason: str
+    usage: str | None = None  # the verb's usage line, when it is one people type
+
+
+@dataclass(frozen=True)
+class UnknownVerb:
+    verb: str
+    known: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Help:
+    verbs: tuple[tuple[str, str, str], ...]  # (usage, what it does, who may)
+    environments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The verb ran into something in the world (no backup, a failed pg_dump); nothing was changed."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReportRegenerated:
+    incident: Incident
+
+
+@dataclass(frozen=True)
+class WatchOn:
+    environment: str
+    minutes: float
+    channel: str  # where its alerts go
+
+
+@dataclass(frozen=True)
+class WatchOff:
+    environment: str
+    channel: str  # where its summary is posted
+    seconds: float | None  # how long it ran; None when it had not ended yet
+    reason: str | None  # why it ended (who stopped it, or that its time ran out just before)
 
 
 @dataclass(frozen=True)
 class Started:
     incident: Incident
     run: Run
+    title: str = ""  # the plan's title: "Full rollback"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from uuid import uuid4
 from pydantic import SecretStr
 
 from actions.config import load_settings
+from actions.store.sqlite import AsyncStore, Store
 from bench.probes import Probes
 from bench.setup import ENV, Workbench, reset_live
 from bot.credentials import SlackCredentials
@@ -37,13 +38,11 @@ class BotFailed(RuntimeError):
 class Bot:
     slack: FakeSlack
     runtime: BotRuntime
-
-    @property
-    def store(self):
-        return self.runtime.deps.store
+    store: AsyncStore  # the bot's state database, read through a connection of the bench's own
 
     async def close(self) -> None:
         await self.runtime.stop()  # cancels a run still waiting, lets queued messages go out
+        self.store.close()
         await self.slack.stop()
 
 
@@ -86,7 +85,7 @@ async def start_bot(wb: Workbench, app: FlagFileApp, *, stop_app: str, jobs: int
                                                     slack.api_url))
     port = await runtime.serve_http("127.0.0.1", 0)
     slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
-    return Bot(slack, runtime)
+    return Bot(slack, runtime, AsyncStore(Store(settings.bot.audit_db)))
 
 
 async def run_end(bot: Bot, timeout: float = WAIT) -> Message:

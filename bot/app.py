@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -15,30 +13,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from actions.config import Settings
 from actions.redact import Redactor, dsn_secrets
 from actions.service import RollbackService
-from actions.store.sqlite import AsyncStore, Store
-from actions.verbs import PLANS
 from bot import approvals, commands, lifecycle, recovery
 from bot.access import Access
 from bot.credentials import SlackCredentials
+from bot.deps import Deps
 from bot.notifier import Notifier
 from bot.poster import Poster
 from bot.redaction import RedactingWebClient, redact_responses
 from bot.schedule import Schedule
-from bot.watching import Watches
-
-
-@dataclass
-class Deps:
-    """What the listeners use. One instance per app."""
-
-    settings: Settings
-    store: AsyncStore
-    service: RollbackService
-    access: Access
-    notifier: Notifier
-    schedule: Schedule
-    redact: Redactor
-    watches: Watches  # `/rollback watch`: at most one per environment
+from bot.watching import WatchPoster
 
 
 def web_client(credentials: SlackCredentials, redact: Redactor) -> AsyncWebClient:
@@ -67,17 +50,17 @@ def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode
     """The Bolt app with every listener registered, and its dependencies (start the notifier yourself)."""
     redact = redactor_for(settings, credentials)
     client = web_client(credentials, redact)
-    store = AsyncStore(Store(settings.bot.audit_db))
-    titles = {name: spec.title for name, spec in PLANS.items()}
     access = Access(settings, client)
-    poster = Poster(client, store, redact)
-    # The service emits into the notifier, and the notifier reads snapshots from the service:
-    # the lambda lets the notifier be built second.
-    service = RollbackService(settings, store, lambda event: notifier.emit(event), redact)
-    notifier = Notifier(poster, settings, store, access, titles, service.snapshot)
+    # The service emits into the notifier and the watch poster, which read through the service:
+    # the lambdas let those be built second.
+    service = RollbackService(settings, lambda event: notifier.emit(event), redact,
+                              lambda event: watch_posts.emit(event))
+    poster = Poster(client, service, redact)
+    notifier = Notifier(poster, settings, service, access)
+    watch_posts = WatchPoster(service, poster, redact)
     schedule = Schedule(settings, service, poster, notifier)
     notifier.schedule = schedule
-    deps = Deps(settings, store, service, access, notifier, schedule, redact, Watches(settings, store, poster, redact))
+    deps = Deps(settings, service, access, notifier, schedule, redact, watch_posts)
     app = AsyncApp(
         client=client,
         signing_secret=credentials.signing_secret.get_secret_value() if credentials.signing_secret else None,

@@ -7,8 +7,8 @@ import logging
 from slack_sdk.errors import SlackApiError
 
 from actions.config import Settings
+from actions.service import RollbackService
 from actions.store.records import Incident
-from actions.store.sqlite import AsyncStore
 from bot.access import Access
 from bot.poster import Poster
 from messages.lifecycle import channel_opened
@@ -22,15 +22,13 @@ def channel_name(incident: Incident) -> str:
     return f"inc-{day}-{incident.environment}-{number}".lower()[:80]
 
 
-async def open_incident_channel(incident: Incident, settings: Settings, store: AsyncStore, access: Access,
+async def open_incident_channel(incident: Incident, settings: Settings, service: RollbackService, access: Access,
                                 poster: Poster) -> str:
     """Create the incident's channel if configured, invite people, post links; return the channel."""
     channel = incident.channel
     if settings.bot.create_channel:
         channel = await _create(poster, channel_name(incident))
-        await store.update_incident(incident.id, channel=channel)
-        await store.audit("bot", "channel.created", incident_id=incident.id, environment=incident.environment,
-                          channel=channel)
+        await service.sent.incident_channel(incident.id, channel)
         await _invite(poster, channel, await access.users([incident.declared_by, *settings.bot.approvers]))
     link = channel_opened(incident.id, incident.environment, channel, incident.declared_by)
     elsewhere = [settings.bot.incident_channel] if channel != settings.bot.incident_channel else []

@@ -14,7 +14,7 @@ import psycopg
 from pydantic import SecretStr
 
 from actions.config import ConfigError, Settings, load_settings
-from actions.store.sqlite import Store
+from actions.service import Ledger
 from bot.credentials import CredentialsError, load_credentials
 
 DEMO_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -75,11 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CredentialsError) as problem:
         print(f"rollback-bot: {problem}", file=sys.stderr)
         return 2
-    store = Store(settings.bot.audit_db)
-    try:
-        return _audit(store, args) if args.command == "audit" else _status(store, args)
-    finally:
-        store.close()
+    with Ledger(settings) as ledger:
+        return _audit(ledger, args) if args.command == "audit" else _status(ledger, args)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -136,14 +133,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _backup(settings: Settings, environment: str) -> int:
     import readable
-    from actions.backups.inspection import backup_now
+    from actions.service import backup_from_terminal
 
     if environment not in settings.environments:
         print(f"rollback-bot: no environment {environment!r} in {settings.config_path} "
               f"(configured: {', '.join(settings.environments)})", file=sys.stderr)
         return 2
     env = settings.environments[environment]
-    result = asyncio.run(backup_now(env))
+    result = asyncio.run(backup_from_terminal(settings, environment))
     if isinstance(result, str):
         print(f"rollback-bot: backup of {environment} failed: {result}", file=sys.stderr)
         return 1
@@ -151,16 +148,13 @@ def _backup(settings: Settings, environment: str) -> int:
           f"{result.tables} tables, {result.rows:,} rows")
     for old in result.beyond_keep:
         print(f"beyond keep_backups={env.keep_backups}, kept: {old.path.parent.name}")
-    store = Store(settings.bot.audit_db)
-    store.audit("cli", "backup", environment=environment, backup=str(result.path), bytes=result.size)
-    store.close()
     return 0
 
 
-def _audit(store: Store, args: argparse.Namespace) -> int:
+def _audit(ledger: Ledger, args: argparse.Namespace) -> int:
     if args.check == "verify":
-        return _verify(store)
-    events = store.audit_events(args.incident)
+        return _verify(ledger)
+    events = ledger.audit_events(args.incident)
     if args.incident and not events:
         print(f"rollback-bot: no audit events for incident {args.incident}", file=sys.stderr)
         return 1
@@ -174,9 +168,9 @@ def _audit(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(store: Store) -> int:
+def _verify(ledger: Ledger) -> int:
     """Exit 0 when every row's hash matches; otherwise name the first row that does not, exit 1."""
-    check = store.verify_audit()
+    check = ledger.verify_audit()
     if check.ok:
         head = f"; head: row {check.head_seq}, {check.head}" if check.head else ""
         print(f"audit chain OK: {check.rows} rows{head}")
@@ -187,11 +181,11 @@ def _verify(store: Store) -> int:
     return 1
 
 
-def _status(store: Store, args: argparse.Namespace) -> int:
-    rows = [{"incident": incident.id, "environment": incident.environment, "status": incident.alert_status.value,
-             "declared_at": incident.declared_at.isoformat(), "run": run and run.id,
-             "run_state": run and run.state.value, "step": step, "requested_by": run and run.requested_by}
-            for incident, run, step in store.overview()]
+def _status(ledger: Ledger, args: argparse.Namespace) -> int:
+    rows = [{"incident": row.incident_id, "environment": row.environment, "status": row.alert_status,
+             "declared_at": row.declared_at.isoformat(), "run": row.run_id, "run_state": row.run_state,
+             "step": row.current_step, "requested_by": row.requested_by}
+            for row in ledger.status()]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:

@@ -1,23 +1,19 @@
-"""Incident buttons and the report modal: parse, ack, resolve roles, hand to the desk (actions/)."""
+"""Incident buttons and the report modal: parse, ack, resolve roles, hand to the service (actions/)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncApp
 
-from actions.results import IncidentNotFound, NotPossible, Recorded, Refused
-from bot.commands import start_full, start_plan
+from actions.results import IncidentNotFound, Recorded
+from bot.answers import reply, tell
+from bot.deps import Deps
 from messages import replies
 from messages.ids import ActionId, CallbackId, IncidentButton, RemedyButton
 from messages.postincident import report_modal
-
-if TYPE_CHECKING:
-    from bot.app import Deps
 
 log = logging.getLogger(__name__)
 REMEDY_IDS = re.compile(f"^{ActionId.REMEDY}(-\\d+)?$")
@@ -33,9 +29,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except ValidationError:
             # `action_id=`, not `action=`: that is audit()'s own second parameter (a TypeError here
             # left a tampered click unanswered and unaudited).
-            await deps.store.audit(body["user"]["id"], "button.tampered", outcome="refused",
-                                   action_id=action.get("action_id"), value=(action.get("value") or "")[:200])
-            await _tell(respond, replies.approval_not_found())
+            await deps.service.audit(body["user"]["id"], "button.tampered", outcome="refused",
+                                     action_id=action.get("action_id"), value=(action.get("value") or "")[:200])
+            await tell(respond, replies.approval_not_found())
             return None
 
     def desk_button(decide):
@@ -45,7 +41,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack()
             if (incident := await button_incident(body, action, respond)) is not None:
                 actor = await deps.access.actor(body["user"]["id"])
-                await _answer(respond, await decide(deps.service.desk, actor, incident))
+                await tell(respond, reply(await decide(deps.service.desk, actor, incident), deps.settings))
         return listener
 
     for action_id, choice in SEVERITY.items():
@@ -58,10 +54,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def start(ack, body, action, respond) -> None:
         await ack()
         if (incident_id := await button_incident(body, action, respond)) is not None:
-            incident = await deps.store.incident(incident_id)
-            if incident is None:
-                return await _answer(respond, IncidentNotFound(incident_id))
-            await _tell(respond, await start_full(deps, body["user"]["id"], incident.environment))
+            actor = await deps.access.actor(body["user"]["id"])
+            await tell(respond, reply(await deps.service.start_full_for(actor, incident_id), deps.settings))
 
     @app.action(REMEDY_IDS)
     async def remedy(ack, body, action, respond) -> None:
@@ -70,11 +64,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
         try:
             button = RemedyButton.model_validate_json(action.get("value") or "")
         except ValidationError:
-            await deps.store.audit(body["user"]["id"], "button.tampered", outcome="refused", action_id="remedy",
-                                   value=(action.get("value") or "")[:200])
-            return await _tell(respond, replies.approval_not_found())
-        await _tell(respond, await start_plan(deps, body["user"]["id"], "remedy", button.environment,
-                                              (button.kind, json.dumps(button.target))))
+            await deps.service.audit(body["user"]["id"], "button.tampered", outcome="refused", action_id="remedy",
+                                     value=(action.get("value") or "")[:200])
+            return await tell(respond, replies.approval_not_found())
+        actor = await deps.access.actor(body["user"]["id"])
+        answer = await deps.service.start_remedy(actor, button.environment, button.kind, button.target)
+        await tell(respond, reply(answer, deps.settings))
 
     @app.action(re.compile(f"^{ActionId.SIGN_OFF_PREFIX}"))
     async def sign_off(ack, body, action, respond) -> None:
@@ -82,7 +77,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if (incident := await button_incident(body, action, respond)) is not None:
             role = action["action_id"].removeprefix(ActionId.SIGN_OFF_PREFIX)
             actor = await deps.access.actor(body["user"]["id"])
-            await _answer(respond, await deps.service.desk.sign_off(actor, incident, role))
+            await tell(respond, reply(await deps.service.desk.sign_off(actor, incident, role), deps.settings))
 
     @app.action(re.compile(f"^{ActionId.CHECKLIST_PREFIX}"))
     async def checklist(ack, body, action, respond) -> None:
@@ -96,17 +91,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
         actor = await deps.access.actor(body["user"]["id"])
         result = await deps.service.desk.tick(actor, incident, group, selected)
         if not isinstance(result, Recorded):
-            await _answer(respond, result)
+            await tell(respond, reply(result, deps.settings))
 
     @app.action(ActionId.EDIT_REPORT.value)
     async def edit_report(ack, body, action, respond, client) -> None:
         await ack()
         if (incident_id := await button_incident(body, action, respond)) is not None:
-            incident = await deps.store.incident(incident_id)
+            incident = await deps.service.reads.incident(incident_id)
             if incident is None:
-                return await _answer(respond, IncidentNotFound(incident_id))
-            await deps.store.audit(body["user"]["id"], "report.edit_opened", incident_id=incident.id,
-                                   environment=incident.environment)
+                return await tell(respond, reply(IncidentNotFound(incident_id), deps.settings))
+            await deps.service.audit(body["user"]["id"], "report.edit_opened", incident_id=incident.id,
+                                     environment=incident.environment)
             await client.views_open(trigger_id=body["trigger_id"], view=report_modal(
                 incident.id, incident.root_cause, incident.what_failed, incident.prevention))
 
@@ -118,9 +113,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(re.compile(""), matchers=[not_ours])
     async def unknown_button(ack, body, action, respond) -> None:
         await ack()
-        await deps.store.audit(body["user"]["id"], "button.unknown", outcome="refused",
-                               action_id=str(action.get("action_id"))[:200], value=str(action.get("value") or "")[:200])
-        await _tell(respond, replies.unknown_button())
+        await deps.service.audit(body["user"]["id"], "button.unknown", outcome="refused",
+                                 action_id=str(action.get("action_id"))[:200], value=str(action.get("value") or "")[:200])
+        await tell(respond, replies.unknown_button())
 
     @app.view(CallbackId.REPORT_MODAL.value)
     async def save_report(ack, body, view) -> None:
@@ -143,19 +138,3 @@ def _handled_elsewhere(action_id: str) -> bool:
     this module's, still reach their listeners."""
     prefixes = (ActionId.CHECKLIST_PREFIX.value, ActionId.SIGN_OFF_PREFIX.value)
     return action_id in set(ActionId) or action_id.startswith(prefixes) or REMEDY_IDS.search(action_id) is not None
-
-
-async def _answer(respond, result) -> None:
-    match result:
-        case Recorded(note=note):
-            await _tell(respond, replies.note(note))
-        case Refused(reason=reason, allowed=allowed):
-            await _tell(respond, replies.refused(reason, list(allowed)))
-        case NotPossible(reason=reason):
-            await _tell(respond, replies.not_possible(reason))
-        case IncidentNotFound(incident_id=incident_id):
-            await _tell(respond, replies.unknown_incident(incident_id))
-
-
-async def _tell(respond, message) -> None:
-    await respond(text=message.text, blocks=message.blocks, response_type="ephemeral", replace_original=False)

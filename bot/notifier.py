@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 
@@ -30,11 +29,9 @@ from actions.engine.events import (
     SeverityChosen,
     StepChanged,
 )
-from actions.engine.runner import new_error_id
-from actions.engine.snapshot import Snapshot
-from actions.incidents.desk import LEVELS
+from actions.results import new_error_id
+from actions.service import RollbackService
 from actions.store.records import ApprovalState, IncidentStatus, RunState, StepState
-from actions.store.sqlite import AsyncStore
 from bot import presenters
 from bot.access import Access
 from bot.channels import open_incident_channel
@@ -59,15 +56,13 @@ ANNOUNCED_STEP_STATES = {StepState.SUCCEEDED, StepState.FAILED, StepState.WAITIN
 
 
 class Notifier:
-    def __init__(self, poster: Poster, settings: Settings, store: AsyncStore, access: Access,
-                 plan_titles: dict[str, str], snapshot: Callable[[str], Awaitable[Snapshot]]):
+    def __init__(self, poster: Poster, settings: Settings, service: RollbackService, access: Access):
         self.poster = poster
         self.settings = settings
-        self.store = store
+        self.service = service
+        self.reads = service.reads
         self.access = access
-        self.plan_titles = plan_titles
-        self.snapshot = snapshot
-        self.post_incident = PostIncident(poster, settings, store)
+        self.post_incident = PostIncident(poster, settings, service)
         self.schedule = None  # set by the runtime: told when incidents open, resolve and close
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -104,18 +99,18 @@ class Notifier:
     async def _handle(self, event: Event) -> None:
         match event:
             case IncidentDeclared(incident=incident):
-                await open_incident_channel(incident, self.settings, self.store, self.access, self.poster)
+                await open_incident_channel(incident, self.settings, self.service, self.access, self.poster)
                 await self._alert(incident.id)
-                self._follow(await self.store.incident(incident.id))
+                self._follow(await self.reads.incident(incident.id))
             case SeverityAsked(incident=incident):
                 await self._alert(incident.id)
                 await self.poster.post_or_update(incident.id, "severity", lifecycle.severity_question(
                     incident.id, incident.environment))
             case SeverityChosen():
                 await self._severity_chosen(event)
-            case Escalated(incident=incident, by=by, approvers=approvers):
+            case Escalated(incident=incident, by=by, approvers=approvers, level_name=level_name):
                 await self.poster.to_incident(incident.id, lifecycle.escalated(
-                    incident.id, incident.level, LEVELS[incident.level], by, approvers))
+                    incident.id, incident.level, level_name, by, approvers))
                 await self._page(incident.id, approvers, f"it was raised to level {incident.level}", by)
             case RunStarted(incident=incident, run=run, plan_title=title):
                 await self._alert(incident.id)
@@ -128,7 +123,7 @@ class Notifier:
             case ApprovalRequested(incident=incident, approval=approval):
                 answer = await self.poster.to_incident(incident.id, approval_message(
                     presenters.approval_view(approval, self.settings)))
-                await self.store.set_approval_message(approval.id, answer["channel"], answer["ts"])
+                await self.service.sent.approval(approval.id, answer["channel"], answer["ts"])
             case ApprovalDecided(incident=incident, approval=approval):
                 await self._decided(incident, approval)
             case RunEnded():
@@ -142,7 +137,7 @@ class Notifier:
 
     async def _status_update(self, incident_id: str) -> None:
         """One status update from live execution state; the alert's ETA is refreshed with it."""
-        snapshot = await self.snapshot(incident_id)
+        snapshot = await self.service.snapshot(incident_id)
         if snapshot.incident.status is not IncidentStatus.OPEN:
             return  # resolved since the clock struck
         await self.poster.to_incident(incident_id, status_update(presenters.update_view(snapshot, self.settings)))
@@ -155,26 +150,23 @@ class Notifier:
 
     async def _alert(self, incident_id: str, progress=None) -> str:
         """Post the INCIDENT ALERT once per incident; later, update it in place. Returns its ts."""
-        incident = await self.store.incident(incident_id)
-        runs = await self.store.runs(incident_id=incident_id)
-        message = alert(presenters.alert_view(
-            incident, app_stopped=bool(runs and runs[-1].facts.get("app_stopped")),
-            running=bool(runs and runs[-1].state is RunState.RUNNING),
-            rolled_back=any(run.facts.get("swapped") for run in runs), progress=progress))
+        state = await self.reads.incident_state(incident_id)
+        incident = state.incident
+        message = alert(presenters.alert_view(state, progress=progress))
         if incident.alert_ts is None:
             answer = await self.poster.post(incident.channel, message)
-            await self.store.update_incident(incident.id, alert_ts=answer["ts"])
+            await self.service.sent.alert(incident.id, answer["ts"])
             return answer["ts"]
         await self.poster.update(incident.channel, incident.alert_ts, message)
         return incident.alert_ts
 
     async def _incident_changed(self, event: IncidentChanged) -> None:
-        incident = await self.store.incident(event.incident.id)
+        incident = await self.reads.incident(event.incident.id)
         await self._alert(incident.id)
         if event.incident.status is IncidentStatus.RESOLVED:  # the moment of resolution (closing comes later)
             if event.run is not None:
-                run = await self.store.run(event.run.id)
-                message = resolved(presenters.resolved_view(incident, run, await self.store.steps(run.id), self.settings))
+                status = await self.reads.run_status(event.run.id)
+                message = resolved(presenters.resolved_view(incident, status, self.settings))
             else:
                 message = resolved_by_hand(incident.id, incident.environment, event.by, incident.resolved_at)
             await self.poster.to_incident(incident.id, message)
@@ -184,7 +176,7 @@ class Notifier:
 
     async def _severity_chosen(self, event: SeverityChosen) -> None:
         incident, choice = event.incident, event.choice
-        known = await self.store.message(incident.id, "severity")
+        known = await self.service.sent.get(incident.id, "severity")
         if known:
             await self.poster.update(known["channel"], known["ts"], lifecycle.severity_answered(
                 incident.id, incident.environment, choice, event.by))
@@ -206,10 +198,10 @@ class Notifier:
                 await self.poster.post(user, lifecycle.page(incident_id, channel, why))
             except SlackApiError as exc:
                 log.warning("could not page %s: %s", user, exc.response.get("error"))
-        await self.store.audit("bot", "approvers.paged", incident_id=incident_id, why=why, users=",".join(users))
+        await self.service.audit("bot", "approvers.paged", incident_id=incident_id, why=why, users=",".join(users))
 
     async def _decided(self, incident, approval) -> None:
-        stored = await self.store.approval(approval.id)
+        stored = await self.reads.approval(approval.id)
         if stored.message_ts:
             await self.poster.update(stored.channel, stored.message_ts,
                                      approval_message(presenters.approval_view(stored, self.settings)))
@@ -218,7 +210,8 @@ class Notifier:
 
     async def _run_ended(self, event: RunEnded) -> None:
         incident, run = event.incident, event.run
-        view = presenters.run_end_view(incident, run, event.steps, event.outcome, self.plan_titles.get(run.plan, run.plan))
+        view = presenters.run_end_view(incident, event.steps, event.outcome, event.plan_title,
+                                       await self.reads.run_status(run.id))
         await self.poster.to_incident(incident.id, run_ended(view), thread=True,
                                       broadcast=run.state is not RunState.SUCCEEDED)
         await self._alert(incident.id)  # "Mark resolved" comes back once no run is under way

@@ -22,7 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.redact import Redactor
-from actions.store.sqlite import AsyncStore
+from actions.service import RollbackService
 from messages.blocks import SlackMessage
 
 log = logging.getLogger(__name__)
@@ -52,16 +52,17 @@ async def deliver(send: Callable[[], Awaitable[Any]], what: str, deadline_second
 
 
 class Poster:
-    def __init__(self, client: AsyncWebClient, store: AsyncStore, redact: Redactor):
+    def __init__(self, client: AsyncWebClient, service: RollbackService, redact: Redactor):
         self.client = client
-        self.store = store
+        self.reads = service.reads
+        self.sent = service.sent
         self.redact = redact
 
     async def channel(self, incident_id: str) -> str:
-        return (await self.store.incident(incident_id)).channel
+        return (await self.reads.incident(incident_id)).channel
 
     async def alert_ts(self, incident_id: str) -> str | None:
-        return (await self.store.incident(incident_id)).alert_ts
+        return (await self.reads.incident(incident_id)).alert_ts
 
     async def post(self, channel: str, message: SlackMessage, **extra) -> dict:
         answer = await deliver(lambda: self.client.chat_postMessage(
@@ -84,12 +85,12 @@ class Poster:
 
     async def post_or_update(self, incident_id: str, kind: str, message: SlackMessage) -> None:
         """One message of `kind` per incident: posted the first time, updated in place after."""
-        known = await self.store.message(incident_id, kind)
+        known = await self.sent.get(incident_id, kind)
         if known and known["ts"]:
             await self.update(known["channel"], known["ts"], message)
             return
         answer = await self.to_incident(incident_id, message)
-        await self.store.set_message(incident_id, kind, answer["channel"], answer["ts"])
+        await self.sent.put(incident_id, kind, answer["channel"], answer["ts"])
 
     async def upload(self, incident_id: str, path: str, title: str, comment: str) -> None:
         content = await asyncio.to_thread(_read, path)

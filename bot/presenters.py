@@ -1,4 +1,8 @@
-"""Records from `actions/` turned into the view models `messages/` builds from."""
+"""Records and states from `actions/` turned into the view models `messages/` builds from.
+
+Nothing here decides anything about the domain: whether a run swapped, was interrupted or may
+retry the application comes decided from the service (`RunStatus`, `IncidentState`).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from actions.config import SIGNOFF_ROLES, Settings
-from actions.engine.plan import ApprovalPreview, RunOutcome
-from actions.engine.progress import ProgressView
-from actions.engine.snapshot import Snapshot
-from actions.incidents.checklist import CHECKLIST
-from actions.incidents.desk import LEVELS
+from actions.status import (
+    ApprovalPreview,
+    ChecklistGroupState,
+    IncidentState,
+    ProgressView,
+    RunOutcome,
+    RunStatus,
+    Snapshot,
+)
 from actions.store.records import (
     AlertStatus,
     Approval,
     Incident,
     IncidentStatus,
-    Run,
-    RunState,
     StepRecord,
     StepState,
     parse_time,
@@ -48,8 +54,8 @@ DECISIONS = {
 }
 
 
-def alert_view(incident: Incident, *, app_stopped: bool, running: bool = False, rolled_back: bool = False,
-               progress: ProgressView | None = None) -> AlertView:
+def alert_view(state: IncidentState, *, progress: ProgressView | None = None) -> AlertView:
+    incident, app_stopped, running, rolled_back = state.incident, state.app_stopped, state.running, state.rolled_back
     status = AlertStatus(incident.alert_status)
     if status is AlertStatus.RESOLVED:
         impact, eta = "WORKING", f"recovered at {incident.resolved_at:%H:%M:%S} UTC"
@@ -66,7 +72,7 @@ def alert_view(incident: Incident, *, app_stopped: bool, running: bool = False, 
         incident_id=incident.id, environment=incident.environment, declared_at=incident.declared_at,
         status=status.value, impact=impact, action=action, eta=eta,
         progress_note=f"Progress is posted in this thread as each step ends. Incident {incident.id}.",
-        level=incident.level, level_name=LEVELS[incident.level], summary=incident.summary,
+        level=incident.level, level_name=state.level_name, summary=incident.summary,
         can_escalate=is_open and incident.level < 3, can_resolve=is_open and not running,
         closed_at=incident.closed_at)
 
@@ -85,8 +91,9 @@ def approval_view(approval: Approval, settings: Settings) -> ApprovalView:
         decided_by=approval.decided_by, decided_at=approval.decided_at)
 
 
-def run_end_view(incident: Incident, run: Run, steps: tuple[StepRecord, ...], outcome: RunOutcome,
-                 plan_title: str) -> RunEndView:
+def run_end_view(incident: Incident, steps: tuple[StepRecord, ...], outcome: RunOutcome, plan_title: str,
+                 status: RunStatus) -> RunEndView:
+    run = status.run
     failed = next((s.title for s in steps if s.state is StepState.FAILED), None)
     seconds = (run.ended_at - run.started_at).total_seconds() if run.ended_at else None
     skipped = tuple(s.title for s in steps if s.state is StepState.SKIPPED)
@@ -94,14 +101,12 @@ def run_end_view(incident: Incident, run: Run, steps: tuple[StepRecord, ...], ou
         incident_id=incident.id, environment=run.environment, plan_title=plan_title, state=run.state.value,
         reason=run.outcome or "", failed_step=failed, live_state=outcome.live_state,
         next_steps=outcome.next_steps, seconds=seconds, skipped=skipped, run_id=run.id,
-        interrupted=(run.outcome or "").startswith("interrupted"),
-        retry_app=run.state is RunState.FAILED and (run.plan == "restart" or bool(run.facts.get("swapped")))
-        and any(s.state is StepState.FAILED and s.key in ("start_app", "smoke") for s in steps))
+        interrupted=status.interrupted, retry_app=status.retry_app)
 
 
-def resolved_view(incident: Incident, run: Run, steps: list[StepRecord], settings: Settings) -> ResolvedView:
+def resolved_view(incident: Incident, status: RunStatus, settings: Settings) -> ResolvedView:
+    run = status.run
     env = settings.environments[run.environment]
-    facts = run.facts
     app_lines = []
     if env.start:
         app_lines.append("Application restarted" + (" and healthy" if env.health_url else " (no health check configured)"))
@@ -109,13 +114,13 @@ def resolved_view(incident: Incident, run: Run, steps: list[StepRecord], setting
         app_lines.append("No application start command is configured: start the application yourself")
     if env.smoke:
         app_lines.append(f"Verified working: {len(env.smoke)} smoke check(s) passed")
-    backup = Path(facts.get("backup_path", "?"))
+    backup = Path(status.backup.path) if status.backup else Path("?")
     return ResolvedView(
         incident_id=incident.id, environment=run.environment,
         completed_at=incident.resolved_at or datetime.now().astimezone(),
         restored_from=f"backup {backup.parent.name}/{backup.name}",
-        app_lines=tuple(app_lines), kept_as=facts.get("keep_as", "?"),
-        backup_taken_at=datetime.fromisoformat(facts["backup_created"]) if facts.get("backup_created") else incident.declared_at)
+        app_lines=tuple(app_lines), kept_as=status.kept_as or "?",
+        backup_taken_at=status.backup.created if status.backup else incident.declared_at)
 
 
 def update_view(snapshot: Snapshot, settings: Settings) -> UpdateView:
@@ -134,11 +139,10 @@ def update_view(snapshot: Snapshot, settings: Settings) -> UpdateView:
         next_update_seconds=settings.bot.update_interval_seconds)
 
 
-def checklist_view(incident_id: str, state: dict[str, dict]) -> ChecklistView:
+def checklist_view(incident_id: str, groups: tuple[ChecklistGroupState, ...]) -> ChecklistView:
     return ChecklistView(incident_id, tuple(
-        (group.key, group.title, tuple((key, text, bool(state.get(key, {}).get("checked")), state.get(key, {}).get("by"))
-                                       for key, text in group.items))
-        for group in CHECKLIST))
+        (group.key, group.title, tuple((item.key, item.text, item.checked, item.by) for item in group.items))
+        for group in groups))
 
 
 def signoff_view(incident: Incident, signoffs: dict[str, dict], settings: Settings) -> SignoffView:

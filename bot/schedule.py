@@ -18,8 +18,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from actions.config import Settings
-from actions.engine.runner import new_error_id
-from actions.incidents.checklist import CHECKLIST, unchecked
+from actions.results import new_error_id
 from actions.service import RollbackService
 from actions.store.records import Incident, IncidentStatus, utcnow
 from bot.notifier import Notifier, UpdateDue
@@ -33,7 +32,7 @@ class Schedule:
     def __init__(self, settings: Settings, service: RollbackService, poster: Poster, notifier: Notifier):
         self.settings = settings
         self.service = service
-        self.store = service.store
+        self.reads = service.reads
         self.poster = poster
         self.notifier = notifier
         self.scheduler = AsyncIOScheduler(timezone="UTC")
@@ -41,9 +40,9 @@ class Schedule:
     async def resume(self) -> None:
         """Start the clock and schedule what the store says is due (also after a restart)."""
         self.scheduler.start()
-        for incident in await self.store.incidents(IncidentStatus.OPEN):
+        for incident in await self.reads.incidents(IncidentStatus.OPEN):
             self.watch(incident)
-        for incident in await self.store.incidents(IncidentStatus.RESOLVED):
+        for incident in await self.reads.incidents(IncidentStatus.RESOLVED):
             self.plan_reminders(incident)
 
     def stop(self) -> None:
@@ -59,8 +58,9 @@ class Schedule:
         if incident.status is IncidentStatus.RESOLVED:
             self.plan_reminders(incident)
         else:
-            for group in CHECKLIST:
-                self._drop(f"remind:{incident.id}:{group.key}")
+            for job in self.scheduler.get_jobs():
+                if job.id.startswith(f"remind:{incident.id}:"):
+                    self._drop(job.id)
 
     def watch(self, incident: Incident) -> None:
         """Status updates on the incident's own clock: declared_at + k × interval."""
@@ -74,14 +74,9 @@ class Schedule:
                                args=[incident.id], max_instances=1, coalesce=True, misfire_grace_time=None)
 
     def plan_reminders(self, incident: Incident) -> None:
-        delays = {"immediate": self.settings.bot.remind_immediate_after_seconds,
-                  "day": self.settings.bot.remind_day_after_seconds}
-        for group in CHECKLIST:
-            if group.remind is None or incident.resolved_at is None:
-                continue
-            when = max(incident.resolved_at + timedelta(seconds=delays[group.remind]), utcnow())
-            self.scheduler.add_job(self.remind, "date", run_date=when, id=f"remind:{incident.id}:{group.key}",
-                                   args=[incident.id, group.key], replace_existing=True, misfire_grace_time=None)
+        for group, when in self.service.desk.reminder_times(incident):
+            self.scheduler.add_job(self.remind, "date", run_date=when, id=f"remind:{incident.id}:{group}",
+                                   args=[incident.id, group], replace_existing=True, misfire_grace_time=None)
 
     def _drop(self, job_id: str) -> None:
         try:
@@ -95,18 +90,11 @@ class Schedule:
         self.notifier.emit(UpdateDue(incident_id))
 
     async def remind(self, incident_id: str, group_key: str) -> None:
-        """Remind the channel of the group's unticked items, once."""
+        """Remind the channel of the group's unticked items, once (the desk decides whether it is due)."""
         try:
-            incident = await self.store.incident(incident_id)
-            group = next(g for g in CHECKLIST if g.key == group_key)
-            open_items = unchecked(group, await self.store.checklist(incident_id))
-            if incident.status is not IncidentStatus.RESOLVED or not open_items:
-                return
-            if not await self.store.remember_message(incident_id, f"reminder:{group_key}"):
-                return  # already reminded (before a restart)
-            people = tuple(dict.fromkeys([incident.declared_by, *self.settings.bot.approvers]))
-            await self.poster.to_incident(incident_id, reminder(incident_id, group.title, open_items, people))
-            await self.store.audit("bot", "reminder.sent", incident_id=incident_id, environment=incident.environment,
-                                   group=group_key, open=len(open_items))
+            due = await self.service.desk.reminder(incident_id, group_key)
+            if due is not None:
+                await self.poster.to_incident(incident_id, reminder(
+                    incident_id, due.group_title, list(due.open_items), due.people))
         except Exception:
             log.exception("reminder %s for %s failed [%s]", group_key, incident_id, new_error_id())

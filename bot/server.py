@@ -78,11 +78,12 @@ class BotRuntime:
         """Stop taking requests and watches, stop running steps (reported at the next start), flush messages."""
         if self._runner:
             await self._runner.cleanup()
-        await self.deps.watches.stop_all()  # their end messages go out and are audited before the store closes
+        await self.deps.service.watches.stop_all()
+        await self.deps.watch_posts.stop()  # their end messages go out and are audited before the store closes
         self.deps.schedule.stop()
-        await self.deps.service.runner.shutdown()
+        await self.deps.service.stop_runs()
         await self.deps.notifier.stop()
-        self.deps.store.close()
+        self.deps.service.close()
 
 
 async def _healthz(_: web.Request) -> web.Response:

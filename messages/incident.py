@@ -83,6 +83,8 @@ def run_ended(view: RunEndView) -> SlackMessage:
         return SlackMessage(text, [section(text)])
     if view.state == "denied":
         title = f"🛑 {view.plan_title} of {view.environment} was {view.reason}"
+    elif view.state == "interrupted":
+        title = f"⚡ {view.plan_title} of {view.environment} {view.reason}"
     else:
         where = f" at “{view.failed_step}”" if view.failed_step else ""
         title = f"❌ {view.plan_title} of {view.environment} failed{where}: {view.reason}"

@@ -5,69 +5,27 @@ from __future__ import annotations
 from messages.blocks import SlackMessage, context, mention, section
 from messages.views import StatusLine
 
-# verb -> (usage, what it does). The README's verb list is written from the same text.
-VERBS: dict[str, tuple[str, str]] = {
-    "full": ("/rollback full <env>",
-             "Full rollback (runbook Scenario 1): restore the newest backup aside, ask an approver, swap it in, "
-             "restart the app, run smoke checks, post RESOLVED and the incident report. Operators only."),
-    "assess": ("/rollback assess <env>",
-               "Open an incident without acting and ask the runbook's question: CRITICAL (propose the full rollback), "
-               "MINOR (continue and fix) or UNSURE (pause and page the approvers). Operators and approvers."),
-    "declare": ("/rollback declare <env> [text]",
-                "Declare an incident without a rollback; the text is shown on the alert. Operators and approvers."),
-    "report": ("/rollback report <incident>",
-               "Write the incident report again from the audit trail and post it to the incident's channel."),
-    "backup": ("/rollback backup <env>",
-               "Take a backup now (pg_dump -Fc, the runbook's layout) with a manifest of row counts and checksums."),
-    "diff": ("/rollback diff <env>",
-             "Compare the live schema with the newest backup: views, indexes, functions, tables, columns. Read-only."),
-    "views": ("/rollback views <env> [v1,v2]",
-              "Drop the views live has and the backup lacks (or the ones named); dependents listed, no CASCADE."),
-    "indexes": ("/rollback indexes <env> [i1,i2]", "Drop the indexes live has and the backup lacks (or the ones named)."),
-    "columns": ("/rollback columns <env>",
-                "Re-add the columns the migration dropped, with their type, default and data from the backup."),
-    "tables": ("/rollback tables <env> t1,t2",
-               "Restore those tables' rows and columns from the backup (runbook Scenario 2); others keep their rows."),
-    "rerun": ("/rollback rerun <env> <migration>",
-              "Drop what one migration creates and run it again, in one transaction (Scenario 3)."),
-    "app": ("/rollback app <env> [release]",
-            "Deploy the previous (or named) release of the application and check it (Scenario 4)."),
-    "diagnose": ("/rollback diagnose <env>",
-                 "Read-only health report (runbook Part 8): long queries, lock waits, connectivity, disk, foreign-key "
-                 "orphans, statistics and indexes; each finding has a fix button that asks an approver."),
-    "watch": ("/rollback watch <env> [minutes|stop]",
-              "While a migration runs, post long queries, lock waits, hung sessions and lost connections (default "
-              "30 minutes; stops by itself)."),
-    "restore-quarantine": ("/rollback restore-quarantine <env> <incident>",
-                           "Put back, exactly, the foreign-key orphans an incident moved into rollback_quarantine."),
-    "cleanup": ("/rollback cleanup <env>",
-                "Drop the restored copies that interrupted or failed runs left behind (never live, never a kept "
-                "failed copy), after an approval."),
-    "status": ("/rollback status", "Open incidents and running rollbacks, with their current step."),
-    "help": ("/rollback help", "This list."),
-}
-
-
 def _reply(text: str, *extra: str) -> SlackMessage:
     blocks = [section(text)] + ([context(*extra)] if extra else [])
     return SlackMessage(" ".join([text, *extra]), blocks)
 
 
-def help_message(environments: list[str]) -> SlackMessage:
-    lines = [f"• `{usage}` — {what}" for usage, what in VERBS.values()]
+def help_message(verbs: list[tuple[str, str, str]], environments: list[str]) -> SlackMessage:
+    """`verbs`: (usage, what it does, who may) of every verb, in order (actions/verbs.py)."""
+    lines = [f"• `{usage}` — {what} _({who})_" for usage, what, who in verbs]
     return _reply("*rollback-bot* verbs:\n" + "\n".join(lines),
                   "Environments: " + (", ".join(f"`{e}`" for e in environments) or "none configured") + ".")
 
 
-def unknown_verb(verb: str) -> SlackMessage:
-    known = ", ".join(f"`{v}`" for v in VERBS)
+def unknown_verb(verb: str, verbs: list[str]) -> SlackMessage:
+    known = ", ".join(f"`{v}`" for v in verbs)
     return _reply(f"I don't know the verb `{verb}`. Verbs: {known}.", "Try `/rollback help`.")
 
 
-def usage_error(verb: str, problem: str) -> SlackMessage:
-    if verb not in VERBS:  # started by a button (a remedy), not typed: no usage to show
+def usage_error(usage: str | None, problem: str) -> SlackMessage:
+    """`usage` is None for what a button started (a remedy): there is no usage to show."""
+    if usage is None:
         return _reply(f"{problem}.", "Nothing was started.")
-    usage, _ = VERBS[verb]
     return _reply(f"{problem}. Usage: `{usage}`.", "Nothing was started.")
 
 

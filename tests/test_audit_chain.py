@@ -84,7 +84,7 @@ async def test_a_removed_row_and_removed_last_rows_are_found(tmp_path: Path):
 async def test_two_processes_appending_at_once_keep_one_chain(tmp_path: Path):
     path = tmp_path / "audit.sqlite"
     Store(path).close()
-    writer = ("import sys; from actions.store import Store; s = Store(sys.argv[1]); "
+    writer = ("import sys; from actions.store.sqlite import Store; s = Store(sys.argv[1]); "
               "[s.audit(sys.argv[2], 'test.event', n=n) for n in range(150)]; s.close()")
     procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", writer, str(path), who)
              for who in ("U0ONE", "U0TWO")]

@@ -104,7 +104,7 @@ async def test_one_watch_per_environment_and_stop_posts_its_figures(tmp_path, cr
         left = re.search(r"(\d+) min (\d\d) s left", second)
         assert left and 4 * 60 <= int(left[1]) * 60 + int(left[2]) <= 5 * 60, second
         assert "first stop it with `/rollback watch staging stop`" in second and "Nothing was changed." in second
-        assert h.runtime.deps.watches.running("staging").watcher.started_by == OPERATOR
+        assert h.runtime.service.watches.running("staging").watcher.started_by == OPERATOR
         assert posted(h, CHANNEL, "👀 Watching") == [] and len(audit(h, "watch.started")) == 1
 
         pid = sleeper.info.backend_pid
@@ -132,7 +132,7 @@ async def test_one_watch_per_environment_and_stop_posts_its_figures(tmp_path, cr
         # The ended watch left the registry: a new one may start at once.
         again = await command(h, "watch staging 2", user=LEAD)
         assert again.all_text().startswith("👀 Started watching `staging` for 2 min 00 s")
-        assert h.runtime.deps.watches.running("staging").watcher.started_by == LEAD
+        assert h.runtime.service.watches.running("staging").watcher.started_by == LEAD
     finally:
         try:
             await finish(sleeper, running)
@@ -164,7 +164,7 @@ async def test_non_operators_and_bad_arguments_are_refused_and_start_nothing(tmp
         assert extra.startswith(f"Unexpected words after `5`: please. {USAGE}")
 
         await asyncio.sleep(0.5)  # anything wrongly started would have posted by now
-        assert h.runtime.deps.watches.running("staging") is None
+        assert h.runtime.service.watches.running("staging") is None
         assert posted(h, CHANNEL, "Watching") == [] and audit(h, "watch.started") == []
     finally:
         await h.close()

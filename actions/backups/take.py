@@ -38,6 +38,7 @@ class BackupTaken:
     tables: int
     rows: int
     beyond_keep: tuple[BackupFile, ...]  # older than the newest `keep_backups`: listed, not deleted
+    environment: str = ""
 
 
 async def take_backup(env: Environment, *, now: datetime | None = None) -> BackupTaken:
@@ -82,4 +83,4 @@ async def take_backup(env: Environment, *, now: datetime | None = None) -> Backu
         raise
     beyond = tuple((await asyncio.to_thread(all_backups, env))[env.keep_backups:])
     return BackupTaken(dump, manifest, size, time.monotonic() - started, len(catalog.tables),
-                       catalog.total_rows, beyond)
+                       catalog.total_rows, beyond, env.name)

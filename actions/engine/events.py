@@ -51,6 +51,7 @@ class Escalated:
     incident: Incident
     by: str
     approvers: tuple[str, ...]  # who is notified
+    level_name: str = ""  # the runbook's name of the new level (Part 2)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class RunEnded:
     steps: tuple[StepRecord, ...]
     outcome: RunOutcome
     error_id: str | None = None
+    plan_title: str = ""
 
 
 Event = (IncidentDeclared | SeverityAsked | SeverityChosen | Escalated | IncidentChanged | RunStarted | StepChanged

@@ -156,7 +156,7 @@ def new_approval_id() -> str:
 
 
 async def no_arguments(env: Environment, args: tuple[str, ...]) -> str | None:
-    return f"unexpected words: {' '.join(args)}" if args else None
+    return f"unexpected words after the environment: {' '.join(args)}" if args else None
 
 
 @dataclass(frozen=True)

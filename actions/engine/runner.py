@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from typing import Any, Callable
 
 from actions.config import Settings
@@ -25,6 +24,7 @@ from actions.engine.events import (
 from actions.engine.plan import Plan, RunContext, RunOutcome, Step, StepFailed
 from actions.engine.progress import ProgressView, RestoreProgress
 from actions.redact import Redactor
+from actions.results import new_error_id
 from actions.store.records import (
     AlertStatus,
     Approval,
@@ -43,11 +43,6 @@ log = logging.getLogger(__name__)
 async def _cancel(task: asyncio.Task) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-def new_error_id() -> str:
-    """A short id shown to the user and written to the log, to find one in the other."""
-    return "E-" + secrets.token_hex(3)
 
 
 class Runner:
@@ -121,8 +116,8 @@ class Runner:
                 where = f"after “{done[-1].title}”" if done else "before its first step"
             plan = plan_for(run)
             await self._safely(plan.reconcile(ctx), "checking where the databases stand")
-            outcome = plan.outcome(ctx, RunState.FAILED, under_way[0].key if under_way else None)
-            await self._end(ctx, RunState.FAILED, f"interrupted: the bot stopped {where}", outcome)
+            outcome = plan.outcome(ctx, RunState.INTERRUPTED, under_way[0].key if under_way else None)
+            await self._end(ctx, RunState.INTERRUPTED, f"interrupted: the bot stopped {where}", outcome, title=plan.title)
 
     async def _execute(self, plan: Plan, incident: Incident, run: Run) -> None:
         ctx = self._context(incident, run)
@@ -159,7 +154,8 @@ class Runner:
             if current is not None:
                 await self._step_transition(ctx, current, StepState.FAILED, reason)
         else:
-            await self._end(ctx, RunState.SUCCEEDED, "completed", plan.outcome(ctx, RunState.SUCCEEDED, None))
+            await self._end(ctx, RunState.SUCCEEDED, "completed", plan.outcome(ctx, RunState.SUCCEEDED, None),
+                            title=plan.title)
             return
         finally:
             self.approvals.forget(asked.values())
@@ -167,7 +163,7 @@ class Runner:
         cleanup = await self._safely(plan.abort(ctx), "cleaning up after the rollback")
         outcome = plan.outcome(ctx, state, failed_step)
         outcome = RunOutcome(f"{outcome.live_state} {cleanup}".strip(), outcome.next_steps)
-        await self._end(ctx, state, reason, outcome, error_id)
+        await self._end(ctx, state, reason, outcome, error_id, title=plan.title)
 
     async def _run_step(self, ctx: RunContext, step: Step, pending: list[Approval]) -> None:
         await self._step_transition(ctx, step, StepState.RUNNING)
@@ -219,7 +215,7 @@ class Runner:
         self.emit(IncidentChanged(ctx.incident, await self.store.run(ctx.run.id), bool(ctx.facts.get("app_stopped"))))
 
     async def _end(self, ctx: RunContext, state: RunState, reason: str, outcome: RunOutcome,
-                   error_id: str | None = None) -> None:
+                   error_id: str | None = None, *, title: str = "") -> None:
         for record in await self.store.steps(ctx.run.id):
             if record.state in (StepState.PENDING, StepState.WAITING):
                 await self.store.set_step(ctx.run.id, record.key, StepState.SKIPPED, f"not run: the rollback {state.value}")
@@ -235,7 +231,7 @@ class Runner:
             ctx.incident = await self.store.update_incident(ctx.incident.id, alert_status=AlertStatus.INVESTIGATING)
             self.emit(IncidentChanged(ctx.incident, run, bool(ctx.facts.get("app_stopped"))))
         incident = await self.store.incident(ctx.incident.id)
-        self.emit(RunEnded(incident, run, tuple(await self.store.steps(run.id)), outcome, error_id))
+        self.emit(RunEnded(incident, run, tuple(await self.store.steps(run.id)), outcome, error_id, title))
 
     async def _safely(self, work, what: str) -> str:
         """Run clean-up that must not hide the original failure; report its own failure in words."""

@@ -7,6 +7,9 @@ trail, then emits events for `bot/` to show.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from actions.config import SIGNOFF_ROLES, Settings
 from actions.engine.events import (
     Emit,
@@ -18,7 +21,7 @@ from actions.engine.events import (
     SeverityAsked,
     SeverityChosen,
 )
-from actions.incidents.checklist import GROUPS
+from actions.incidents.checklist import CHECKLIST, GROUPS, unchecked
 from actions.incidents.report import write_report
 from actions.results import (
     Declared,
@@ -28,10 +31,18 @@ from actions.results import (
     NotPossible,
     Recorded,
     Refused,
-    UnknownEnvironment,
 )
-from actions.store.records import Actor, AlertStatus, Incident, IncidentStatus, Role
+from actions.store.records import Actor, AlertStatus, Incident, IncidentStatus, Role, utcnow
 from actions.store.sqlite import AsyncStore
+
+
+@dataclass(frozen=True)
+class Reminder:
+    incident_id: str
+    group_title: str
+    open_items: tuple[str, ...]
+    people: tuple[str, ...]  # who is named: the declarer and the approvers
+
 
 SEVERITIES = {"critical": 3, "minor": None, "unsure": None}  # the level each answer sets, if any
 LEVELS = {1: "Issue detection", 2: "Partial failure", 3: "Critical failure"}
@@ -69,15 +80,9 @@ class IncidentDesk:
     # -- opening ------------------------------------------------------------------------------
 
     async def declare(self, actor: Actor, environment: str, summary: str | None, *, assess: bool = False) -> DeclareResult:
-        """`/rollback declare` (and `assess`, which then asks the decision tree's question)."""
+        """`/rollback declare` (and `assess`, which then asks the decision tree's question). The
+        service has checked the environment and who may (`actions/verbs.py`)."""
         action = "assess" if assess else "declare"
-        if environment not in self.settings.environments:
-            await self.store.audit(actor.user_id, f"{action}.unknown_environment", outcome="refused", environment=environment)
-            return UnknownEnvironment(environment, tuple(self.settings.environments))
-        if not actor.responder:
-            await self.store.audit(actor.user_id, f"{action}.refused", outcome="refused", environment=environment,
-                                   reason="not an operator or approver")
-            return Refused("only operators and approvers may open an incident", Role.OPERATOR, self._responders())
         incident, new = await self.store.declare_incident(
             environment=environment, declared_by=actor.user_id, channel=self.settings.bot.incident_channel,
             summary=summary)
@@ -118,7 +123,7 @@ class IncidentDesk:
             return NotPossible(f"{incident.id} is already at level 3 ({LEVELS[3]})")
         incident = await self.store.update_incident(incident.id, level=incident.level + 1)
         await self._audit(actor, "escalated", incident, level=incident.level)
-        self.emit(Escalated(incident, actor.user_id, tuple(self.settings.bot.approvers)))
+        self.emit(Escalated(incident, actor.user_id, tuple(self.settings.bot.approvers), LEVELS[incident.level]))
         self.emit(IncidentChanged(incident, None, await self._app_stopped(incident)))
         return Recorded(incident, f"Raised {incident.id} to level {incident.level} ({LEVELS[incident.level]}); "
                                   "approvers notified.")
@@ -199,6 +204,33 @@ class IncidentDesk:
         await self._audit(actor, "report.edited", incident)
         await self.write_report(incident.id)
         return Recorded(incident, f"Saved; the report of {incident.id} was regenerated.")
+
+    # -- reminders ------------------------------------------------------------------------------
+
+    def reminder_times(self, incident: Incident) -> list[tuple[str, datetime]]:
+        """(checklist group, when) of the reminders a resolved incident is due: the immediate items an
+        hour after the resolution, the 24-hour items a day after (now, if that is past)."""
+        delays = {"immediate": self.settings.bot.remind_immediate_after_seconds,
+                  "day": self.settings.bot.remind_day_after_seconds}
+        if incident.resolved_at is None:
+            return []
+        return [(group.key, max(incident.resolved_at + timedelta(seconds=delays[group.remind]), utcnow()))
+                for group in CHECKLIST if group.remind is not None]
+
+    async def reminder(self, incident_id: str, group_key: str) -> Reminder | None:
+        """The reminder of a group's unticked items, once per incident and group (also across
+        restarts); None when it is not due (the incident moved on, every item is ticked, or it was sent)."""
+        incident = await self.store.incident(incident_id)
+        group = GROUPS[group_key]
+        open_items = unchecked(group, await self.store.checklist(incident_id))
+        if incident is None or incident.status is not IncidentStatus.RESOLVED or not open_items:
+            return None
+        if not await self.store.remember_message(incident_id, f"reminder:{group_key}"):
+            return None
+        await self.store.audit("bot", "reminder.sent", incident_id=incident_id, environment=incident.environment,
+                               group=group_key, open=len(open_items))
+        people = tuple(dict.fromkeys([incident.declared_by, *self.settings.bot.approvers]))
+        return Reminder(incident_id, group.title, tuple(open_items), people)
 
     async def write_report(self, incident_id: str, *, final: bool = False) -> str:
         path = await write_report(self.settings, self.store, incident_id)

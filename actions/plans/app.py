@@ -95,7 +95,7 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
         return RunOutcome(f"Release {ctx.facts.get('ref')} was deployed; the database was not touched.",
                        "The application did not pass its checks: read the ❌ step and the application's logs.")
     return RunOutcome("Nothing was deployed; the database was not touched.",
-                   "Fix what the ❌ step reports, then run the command again." if state is RunState.FAILED else "")
+                   "Fix what the ❌ step reports, then run the command again." if state.failed else "")
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:

@@ -97,7 +97,7 @@ def preview(ctx: RunContext) -> ApprovalPreview:
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
         return RunOutcome("Untouched: only leftover copies were dropped.", "")
-    return RunOutcome("Untouched.", "Read the ❌ step." if state is RunState.FAILED else "")
+    return RunOutcome("Untouched.", "Read the ❌ step." if state.failed else "")
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:

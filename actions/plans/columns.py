@@ -294,7 +294,7 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
         return RunOutcome("The columns were re-added and filled (that transaction committed); a later check failed.",
                        "Read the ❌ step; the re-added columns are in place.")
     return RunOutcome(f"Nothing was changed: `{ctx.environment.database}` is untouched.",
-                   "Fix what the ❌ step reports, then run the command again." if state is RunState.FAILED else "")
+                   "Fix what the ❌ step reports, then run the command again." if state.failed else "")
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:

@@ -36,7 +36,7 @@ from actions.backups.verify import verify_restored
 from actions.config import Environment
 from actions.engine.concurrency import together
 from actions.engine.events import ReportWritten
-from actions.engine.plan import ApprovalPreview, Plan, RunContext, RunOutcome, Step, StepFailed, StepOutcome
+from actions.engine.plan import ApprovalPreview, Plan, PlanSpec, RunContext, RunOutcome, Step, StepFailed, StepOutcome
 from actions.engine.processes import run_process
 from actions.engine.progress import RestoreProgress
 from actions.incidents.report import write_report
@@ -329,7 +329,7 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
         advice = ("The application is still stopped (this rollback stopped it): start it again with the "
                   "environment's start command once you have decided what to do." if facts.app_stopped and
                   ctx.environment.stop_app == "immediately" else "")
-        if state is RunState.FAILED:
+        if state.failed:
             advice = f"Fix what the ❌ step reports, then run `/rollback full {ctx.environment.name}` again. {advice}"
         if ctx.facts.get("live_refuses_connections"):
             advice += (f" `{live}` refuses new connections (the swap had closed it): "
@@ -366,3 +366,6 @@ def build_plan(stop_app_mode: str) -> Plan:
     steps[gate] = replace(steps[gate], ask_approval_after="preflight", preview=preview)
     return Plan("full", "Full rollback", tuple(steps), abort=abort, outcome=outcome, reconcile=reconcile,
                 approval_inputs=backup_inputs)
+
+
+SPEC = PlanSpec("full", "Full rollback", lambda env, args: build_plan(env.stop_app), level=3)

@@ -125,7 +125,7 @@ def build(kind: Kind):
             return RunOutcome(f"`{ctx.environment.database}` no longer has the {len(ctx.facts['drop'])} {kind.name}.",
                            "Recreate any of them from its definition in the audit trail if needed.")
         return RunOutcome(f"Nothing was changed: `{ctx.environment.database}` is untouched.",
-                       "Fix what the ❌ step reports, then run the command again." if state is RunState.FAILED else "")
+                       "Fix what the ❌ step reports, then run the command again." if state.failed else "")
 
     def plan(env: Environment, args: tuple[str, ...]) -> Plan:
         return partial.partial_plan(

@@ -157,7 +157,7 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
     if state is RunState.SUCCEEDED:
         return RunOutcome(f"The quarantined rows of {ctx.facts.get('from_incident')} are back in their tables.")
     return RunOutcome("Nothing was changed (the put-back is one transaction).",
-                   "Read the ❌ step." if state is RunState.FAILED else "")
+                   "Read the ❌ step." if state.failed else "")
 
 
 def build_restore_plan(env: Environment, args: tuple[str, ...]) -> Plan:

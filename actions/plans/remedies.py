@@ -168,7 +168,7 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
     if state is RunState.SUCCEEDED:
         return RunOutcome("The remedy was applied.", "Run `/rollback diagnose` again to see where things stand.")
     return RunOutcome("Nothing was changed.", "Read the ❌ step; run `/rollback diagnose` again for a fresh report."
-                   if state is RunState.FAILED else "")
+                   if state.failed else "")
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:

@@ -167,7 +167,7 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
         return RunOutcome("The re-run committed; the check after it failed.", "Read the ❌ step.")
     return RunOutcome(f"Nothing was changed: `{ctx.environment.database}` is untouched (the re-run is one transaction).",
                    "Fix what the ❌ step reports (the migration's own error, say), then run the command again."
-                   if state is RunState.FAILED else "")
+                   if state.failed else "")
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:

@@ -40,10 +40,16 @@ class RunState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DENIED = "denied"
+    INTERRUPTED = "interrupted"  # the bot stopped while it ran; the next start ended it and said where it stood
 
     @property
     def active(self) -> bool:
         return self is RunState.RUNNING
+
+    @property
+    def failed(self) -> bool:
+        """It ended without doing what it was for, and not because somebody said no."""
+        return self in (RunState.FAILED, RunState.INTERRUPTED)
 
 
 class StepState(StrEnum):

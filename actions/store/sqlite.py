@@ -118,6 +118,7 @@ class Store(PostIncidentStore):
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.executescript(SCHEMA)
         self._add_missing_columns()
+        self._name_interrupted_runs()
         audit_chain.upgrade(self.db.conn)
         self.path = path
 
@@ -130,6 +131,12 @@ class Store(PostIncidentStore):
         for name, kind in APPROVAL_COLUMNS.items():
             if name not in self.db["approvals"].columns_dict:
                 self.db.execute(f"ALTER TABLE approvals ADD COLUMN {name} {kind}")  # names from APPROVAL_COLUMNS
+
+    def _name_interrupted_runs(self) -> None:
+        """Older versions ended an interrupted run as failed, saying so only in its outcome text."""
+        with self.db.conn:
+            self.db.execute("UPDATE runs SET state = ? WHERE state = ? AND outcome LIKE 'interrupted:%'",
+                            [RunState.INTERRUPTED.value, RunState.FAILED.value])
 
     def close(self) -> None:
         self.db.conn.close()

@@ -22,8 +22,8 @@ import psycopg
 
 import readable
 from actions.config import Environment
-from actions.engine.runner import new_error_id
 from actions.redact import Redactor, dsn_secrets
+from actions.results import new_error_id
 from actions.watch.poll import (
     CONNECT_TIMEOUT_SECONDS,
     STATEMENT_TIMEOUT_MS,

@@ -321,4 +321,4 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
     left += [f"scratch database `{facts['scratch_db']}`"] if facts.get("scratch_db") else []
     leftovers = f" Left behind, safe to drop: {' and '.join(left)}." if left else ""
     return RunOutcome(f"Nothing was changed: {tables} in `{db}` are untouched.{leftovers}",
-                   advice if state is RunState.FAILED else "")
+                   advice if state.failed else "")
