@@ -26,7 +26,7 @@ import psycopg
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import ADMIN_DSN, Harness
+from support.harness import ADMIN_DSN, Harness
 
 # CI budget per property; raise it for a long run, e.g. FUZZ_EXAMPLES=2000.
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import APPROVER, APPROVER_2, BYSTANDER, CHANNEL, GROUP_MEMBER, LEAD, OPERATOR, Harness
 from demo.fingerprint import diff, fingerprint
-from test_full_rollback import WAIT, approval_message, audit_actions, run_end, start_rollback
+from support.harness import APPROVER, APPROVER_2, BYSTANDER, CHANNEL, GROUP_MEMBER, LEAD, OPERATOR, Harness
+from support.slack import WAIT, approval_message, audit_actions, run_end, start_rollback
 
 
 def pending_approvals(h: Harness) -> list:

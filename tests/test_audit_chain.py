@@ -9,11 +9,10 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from conftest import CHANNEL, OPERATOR, Harness
-from test_cli import run_cli
-from test_full_rollback import WAIT
-
 from actions.store.sqlite import Store
+from support.cli import run_cli
+from support.harness import CHANNEL, OPERATOR, Harness
+from support.slack import WAIT
 
 OLD_SCHEMA = """
 CREATE TABLE audit (

@@ -13,7 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-from conftest import database_names
+from support.harness import database_names
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("baseline", "raw", "bot_immediately", "bot_at_swap")

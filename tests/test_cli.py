@@ -6,46 +6,14 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import sys
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-from conftest import BOT_TOKEN, OPERATOR, SIGNING_SECRET, Harness
 from fake_slack import FakeSlack
-from test_full_rollback import approval_message, run_end, start_rollback
-
-BIN = str(Path(sys.executable).with_name("rollback-bot"))
-MINIMAL = """\
-[bot]
-incident_channel = "C0INCIDENTS"
-operators = ["U0OPS1"]
-approvers = ["U0DBA1"]
-
-[environments.staging]
-dsn = "postgresql://app:s3cret-pw@127.0.0.1:5432/crm_staging"
-backup_dir = "_backups/staging"
-"""
-
-
-async def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        BIN, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None})
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
-
-
-def config(tmp_path: Path, text: str = MINIMAL) -> Path:
-    path = tmp_path / "bot.toml"
-    path.write_text(text)
-    return path
-
-
-def no_slack_env() -> dict:
-    return {"SLACK_BOT_TOKEN": None, "SLACK_SIGNING_SECRET": None, "SLACK_APP_TOKEN": None}
+from support.cli import BIN, MINIMAL, config, free_port, no_slack_env, run_cli
+from support.harness import BOT_TOKEN, OPERATOR, SIGNING_SECRET, Harness
+from support.slack import approval_message, run_end, start_rollback
 
 
 async def test_missing_config_file_is_one_clear_line(tmp_path):
@@ -85,12 +53,6 @@ async def test_missing_token_stops_start_up(tmp_path):
     assert code == 2 and "SLACK_SIGNING_SECRET is not set" in err
     code, _, err = await run_cli("serve", "--config", str(config(tmp_path)), env={**no_slack_env(), "SLACK_BOT_TOKEN": "xoxb-1"})
     assert code == 2 and "SLACK_APP_TOKEN is not set" in err and "--http" in err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_serve_http_answers_signed_slash_commands_on_localhost(tmp_path):

@@ -12,10 +12,21 @@ import asyncio
 import time
 
 from actions.store.records import IncidentStatus, RunState
-from conftest import (APPROVER, APPROVER_2, CHANNEL, LEAD, OPERATOR, Harness, StandInApp, crm_database, database_names,
-                      dsn_of, start_harness)
 from demo.fingerprint import diff, fingerprint
-from test_full_rollback import WAIT, approval_message, audit_actions, run_end
+from support.harness import (
+    APPROVER,
+    APPROVER_2,
+    CHANNEL,
+    LEAD,
+    OPERATOR,
+    Harness,
+    StandInApp,
+    crm_database,
+    database_names,
+    dsn_of,
+    start_harness,
+)
+from support.slack import WAIT, approval_message, audit_actions, run_end
 
 
 def count(h: Harness, action: str) -> int:

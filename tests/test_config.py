@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actions.config import ConfigError, load_settings
-from test_cli import MINIMAL, config
+from support.cli import MINIMAL, config
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):

@@ -13,7 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psycopg
-from conftest import (
+from psycopg import sql
+
+from actions.store.records import StepState
+from actions.store.sqlite import Store
+from demo.fingerprint import diff, fingerprint
+from fake_slack import FakeSlack
+from support.cli import BIN, free_port, listening
+from support.harness import (
     ADMIN_DSN,
     APPROVER,
     BOT_TOKEN,
@@ -25,14 +32,6 @@ from conftest import (
     database_names,
     write_config,
 )
-from psycopg import sql
-from test_cli import BIN, free_port
-from test_end_to_end import _listening
-
-from actions.store.records import StepState
-from actions.store.sqlite import Store
-from demo.fingerprint import diff, fingerprint
-from fake_slack import FakeSlack
 
 WAIT = 120.0
 KILLS: list[str] = []  # the kill points survived in this session, for docs/RELIABILITY.md's figures
@@ -53,7 +52,7 @@ class Bot:
             env={**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                  "SLACK_API_URL": self.slack.api_url})
         for _ in range(200):
-            if await _listening(self.port):
+            if await listening(self.port):
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError("the bot did not start listening")

@@ -16,9 +16,9 @@ from uuid import uuid4
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from conftest import ADMIN_DSN, database_names, drop_databases_like, dsn_of
 from demo.fingerprint import diff, fingerprint
-from test_cli import free_port
+from support.cli import free_port
+from support.harness import ADMIN_DSN, database_names, drop_databases_like, dsn_of
 
 BIN = str(Path(sys.executable).with_name("rollback-bot"))
 CHROMIUM = "/usr/bin/chromium"

@@ -10,7 +10,15 @@ import time
 
 import psycopg
 import pytest
-from conftest import (
+from psycopg import sql
+
+from actions.config import Environment
+from actions.diagnose.base import Check, CheckOutcome, Context
+from actions.diagnose.model import Status
+from actions.diagnose.run import diagnose
+from actions.diagnose.server import CHECKS as SERVER_CHECKS
+from demo.fingerprint import fingerprint
+from support.harness import (
     ADMIN_DSN,
     APPROVER,
     BYSTANDER,
@@ -19,15 +27,7 @@ from conftest import (
     Harness,
     start_harness,
 )
-from psycopg import sql
-from test_full_rollback import WAIT, audit_actions
-
-from actions.config import Environment
-from actions.diagnose.run import diagnose
-from actions.diagnose.base import Check, CheckOutcome, Context
-from actions.diagnose.server import CHECKS as SERVER_CHECKS
-from actions.diagnose.model import Status
-from demo.fingerprint import fingerprint
+from support.slack import WAIT, audit_actions
 
 CHECK_TITLES = ("Long-running queries", "Lock waits", "Connectivity", "Disk space and backups", "Foreign keys",
                 "Performance")

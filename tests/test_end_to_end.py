@@ -9,7 +9,10 @@ import asyncio
 import os
 import signal
 
-from conftest import (
+from demo.fingerprint import diff, fingerprint
+from fake_slack import FakeSlack
+from support.cli import BIN, free_port, listening, run_cli
+from support.harness import (
     APPROVER,
     BOT_TOKEN,
     CHANNEL,
@@ -21,9 +24,6 @@ from conftest import (
     dsn_of,
     write_config,
 )
-from demo.fingerprint import diff, fingerprint
-from fake_slack import FakeSlack
-from test_cli import BIN, free_port, run_cli
 
 ROWS = int(os.environ.get("ROLLBACK_E2E_ROWS", "300000"))
 
@@ -45,7 +45,7 @@ async def test_full_rollback_through_the_real_command(tmp_path):
                  "SLACK_API_URL": slack.api_url})
         try:
             for _ in range(100):  # wait for the server to listen
-                reply = await slack.send_command(OPERATOR, "help") if await _listening(port) else None
+                reply = await slack.send_command(OPERATOR, "help") if await listening(port) else None
                 if reply and reply.status == 200:
                     break
                 await asyncio.sleep(0.1)
@@ -70,12 +70,3 @@ async def test_full_rollback_through_the_real_command(tmp_path):
         asked = next(line for line in out.splitlines() if "full.started" in line)
         approved = next(line for line in out.splitlines() if " approved " in line)
         assert OPERATOR in asked and APPROVER in approved
-
-
-async def _listening(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    return True

@@ -7,12 +7,10 @@ from __future__ import annotations
 import copy
 import sqlite3
 
-from conftest import APPROVER, APPROVER_2, CHANNEL, OPERATOR, start_harness
-from test_full_rollback import WAIT, audit_actions, run_end, start_rollback
-
 from actions.store.records import ApprovalState, StepState
-from conftest import database_names
 from demo.fingerprint import diff, fingerprint
+from support.harness import APPROVER, APPROVER_2, CHANNEL, OPERATOR, database_names, start_harness
+from support.slack import WAIT, audit_actions, run_end, start_rollback
 
 
 async def waiting_at_the_gate(h, request):

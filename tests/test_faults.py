@@ -20,10 +20,19 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import (ADMIN_DSN, APPROVER, CHANNEL, OPERATOR, StandInApp, crm_database, database_names, drop_databases_like,
-                      start_harness)
 from demo.fingerprint import diff, fingerprint
-from test_full_rollback import STEP_TITLES, WAIT, approval_message, run_end, start_rollback
+from support.harness import (
+    ADMIN_DSN,
+    APPROVER,
+    CHANNEL,
+    OPERATOR,
+    StandInApp,
+    crm_database,
+    database_names,
+    drop_databases_like,
+    start_harness,
+)
+from support.slack import STEP_TITLES, WAIT, approval_message, run_end, start_rollback
 
 CLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main"]
 

@@ -11,49 +11,21 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import (
+from bot.server import BotRuntime
+from demo.backup import take_backup
+from demo.fingerprint import diff, fingerprint
+from support.harness import (
     ADMIN_DSN,
     APPROVER,
     CHANNEL,
     OPERATOR,
     Harness,
-    database_names,
     credentials,
+    database_names,
     dsn_of,
     start_harness,
 )
-from bot.server import BotRuntime
-from demo.backup import take_backup
-from demo.fingerprint import diff, fingerprint
-
-WAIT = 90.0
-STEP_TITLES = ("Declare the incident", "Preflight", "Read the whole backup", "Stop the application",
-               "Restore the backup aside", "Verify the restored copy", "Swap the restored copy in",
-               "Start the application", "Run the smoke checks", "Resolve the incident", "Write the incident report")
-
-
-async def start_rollback(h: Harness, user: str = OPERATOR):
-    reply = await h.slack.send_command(user, "full staging", channel_id=CHANNEL)
-    assert reply.status == 200, reply.body
-    return reply
-
-
-async def approval_message(h: Harness):
-    return await h.slack.wait_for_message(CHANNEL, "Approval needed", timeout=WAIT)
-
-
-async def run_end(h: Harness, expected: str):
-    """The first message that ends a run (RESOLVED, a failure or a denial); it must contain `expected`."""
-    ending = await h.slack.wait_for(
-        lambda: next((m for m in h.slack.messages(CHANNEL, include_replies=True)
-                      if m.reply_broadcast or m.text.startswith("✅ INCIDENT RESOLVED")), None),
-        timeout=WAIT, what="the end of the run")
-    assert expected in ending.all_text(), ending.all_text()
-    return ending
-
-
-def audit_actions(h: Harness) -> list[tuple[str, str, str]]:
-    return [(e.actor, e.action, e.outcome) for e in h.store().audit_events()]
+from support.slack import STEP_TITLES, WAIT, approval_message, audit_actions, run_end, start_rollback
 
 
 async def test_full_rollback_restores_the_backup_and_keeps_the_failed_database(harness: Harness):

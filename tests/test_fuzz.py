@@ -16,14 +16,23 @@ from hypothesis import strategies as st
 
 from actions.config import SIGNOFF_ROLES
 from actions.verbs import PLANS, VERBS
-from conftest import APPROVER, BYSTANDER, CHANNEL, OPERATOR, Harness
 from demo.fingerprint import diff, fingerprint
 from fake_slack.outgoing import find_action
 from fake_slack.responses import new_hook
-from fuzzing import (ACK_DEADLINE_MS, NASTY, answers, assert_helpful_ephemeral, database_names, explore,
-                     long_text, state_rows, wait_quiet)
+from fuzzing import (
+    ACK_DEADLINE_MS,
+    NASTY,
+    answers,
+    assert_helpful_ephemeral,
+    database_names,
+    explore,
+    long_text,
+    state_rows,
+    wait_quiet,
+)
 from messages.ids import ActionId
-from test_full_rollback import WAIT, approval_message, run_end, start_rollback
+from support.harness import APPROVER, BYSTANDER, CHANNEL, OPERATOR, Harness
+from support.slack import WAIT, approval_message, run_end, start_rollback
 
 ANSWER_WAIT = 5  # seconds; an answer normally comes within 0.1 s, and a failing case is retried while shrinking
 VERB_WORDS = sorted({*VERBS, *PLANS, "fulll", "FULL", "Help", "rollback", "drop"})

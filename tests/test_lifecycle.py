@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from conftest import (
+from bot.server import BotRuntime
+from support.harness import (
     APPROVER,
     APPROVER_2,
     BYSTANDER,
@@ -19,12 +20,11 @@ from conftest import (
     OPERATOR,
     Harness,
     StandInApp,
-    crm_database,
     credentials,
+    crm_database,
     start_harness,
 )
-from bot.server import BotRuntime
-from test_full_rollback import WAIT, approval_message, audit_actions, run_end, start_rollback
+from support.slack import WAIT, approval_message, audit_actions, run_end, start_rollback
 
 PERCENT = re.compile(r"Restore progress: (\d+)%")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from actions.backups.toc import parse_toc
 from actions.plans.full import build_plan
 from actions.redact import Redactor, dsn_secrets
-from actions.backups.toc import parse_toc
 
 LISTING = """\
 ;

@@ -8,7 +8,16 @@ import json
 from uuid import uuid4
 
 import psycopg
-from conftest import (
+from psycopg import sql
+
+from actions.backups.take import take_backup
+from actions.config import load_settings
+from demo.crm import create_crm, database_dsn
+from demo.crm_schema import DENORMALIZED_COLUMNS
+from demo.fingerprint import fingerprint
+from demo.migration import INDEXES, VIEWS, apply_phase4_migration
+from support.cli import run_cli
+from support.harness import (
     ADMIN_DSN,
     APPROVER,
     CHANNEL,
@@ -21,31 +30,9 @@ from conftest import (
     start_harness,
     write_config,
 )
-from psycopg import sql
-from test_cli import run_cli
-from test_full_rollback import WAIT, approval_message, audit_actions, run_end
-
-from actions.backups.take import take_backup
-from actions.config import load_settings
-from demo.crm import create_crm, database_dsn
-from demo.crm_schema import DENORMALIZED_COLUMNS
-from demo.fingerprint import fingerprint
-from demo.migration import INDEXES, VIEWS, apply_phase4_migration
+from support.slack import WAIT, approval_message, approve_and_finish, ask, audit_actions, run_end
 
 KEYS = {"sales": "id", "tickets": "id", "job_works": "id", "products": "id"}
-
-
-async def ask(h: Harness, text: str, expected: str, user: str = OPERATOR):
-    reply = await h.slack.send_command(user, text)
-    assert reply.status == 200 and reply.elapsed_ms < 3000
-    return await h.slack.wait_for_ephemeral(user, expected, timeout=WAIT)
-
-
-async def approve_and_finish(h: Harness, verb: str) -> None:
-    await h.slack.click(APPROVER, await approval_message(h), "approval-approve")
-    await h.slack.wait_for_message(CHANNEL, "🏁", timeout=WAIT)
-    await h.settle()
-    assert (OPERATOR, f"{verb}.started", "ok") in audit_actions(h) and (APPROVER, "approved", "ok") in audit_actions(h)
 
 
 async def rows_by_key(dsn: str, table: str, columns: list[str]) -> dict:

@@ -13,8 +13,21 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from conftest import ADMIN_DSN, APPROVER, CHANNEL, OPERATOR, Harness, StandInApp, restore_backup_copy, start_harness
-from realworld import (
+
+from demo.backup import take_backup
+from demo.crm import database_dsn
+from demo.fingerprint import diff, fingerprint
+from support.harness import (
+    ADMIN_DSN,
+    APPROVER,
+    CHANNEL,
+    OPERATOR,
+    Harness,
+    StandInApp,
+    restore_backup_copy,
+    start_harness,
+)
+from support.realworld import (
     COLUMNS_DROPPED,
     INDEXES_ADDED,
     KEYS,
@@ -24,11 +37,7 @@ from realworld import (
     realworld_database,
     rows,
 )
-from test_full_rollback import WAIT, approval_message, audit_actions, run_end
-
-from demo.backup import take_backup
-from demo.crm import database_dsn
-from demo.fingerprint import diff, fingerprint
+from support.slack import WAIT, approval_message, approve_and_finish, ask, run_end, run_failure, thread
 
 
 @pytest.fixture
@@ -47,12 +56,6 @@ async def h(tmp_path, world: RealWorld):
     await app.stop()
 
 
-async def ask(h: Harness, text: str, expected: str):
-    reply = await h.slack.send_command(OPERATOR, text)
-    assert reply.status == 200 and reply.elapsed_ms < 3000
-    return await h.slack.wait_for_ephemeral(OPERATOR, expected, timeout=WAIT)
-
-
 async def plain_backup_then_migrate(world: RealWorld) -> None:
     await take_backup(world.dsn, world.backup_root, "staging")
     await world.backed_up()
@@ -65,28 +68,6 @@ async def bot_backup_then_migrate(h: Harness, world: RealWorld) -> str:
     await world.backed_up()
     await world.migrate()
     return answer.all_text()
-
-
-async def approve_and_finish(h: Harness, verb: str):
-    request = await approval_message(h)
-    await h.slack.click(APPROVER, request, "approval-approve")
-    await h.slack.wait_for_message(CHANNEL, "🏁", timeout=WAIT)
-    await h.settle()
-    assert (OPERATOR, f"{verb}.started", "ok") in audit_actions(h) and (APPROVER, "approved", "ok") in audit_actions(h)
-    return request
-
-
-async def run_failure(h: Harness, contains: str):
-    """The message that ends a refused or failed run and contains `contains` (posted in the thread
-    and to the channel)."""
-    found = await h.slack.wait_for(lambda: [m for m in h.slack.messages(CHANNEL, include_replies=True)
-                                            if m.reply_broadcast and contains in m.all_text()],
-                                   timeout=WAIT, what=f"a run end with {contains!r}")
-    return found[-1]
-
-
-def thread(h: Harness) -> str:
-    return "\n".join(m.all_text() for m in h.slack.messages(CHANNEL, include_replies=True))
 
 
 async def own_rows_total(dsn: str) -> int:

@@ -3,11 +3,10 @@ dialog — a secret is masked before the request leaves for Slack, and the token
 
 from __future__ import annotations
 
-from conftest import BOT_TOKEN, CHANNEL, SIGNING_SECRET
-
 from actions.redact import MASK, Redactor
 from bot.redaction import RedactingWebClient, redact_payload
 from fake_slack import FakeSlack
+from support.harness import BOT_TOKEN, CHANNEL, SIGNING_SECRET
 
 SECRET = "rbtest-Pw-boundary-7c1e"
 
@@ -44,7 +43,7 @@ def test_redact_payload_keeps_shape_and_non_strings():
 
 async def test_a_reply_through_response_url_is_masked_too(harness):
     """A reply that quotes what was typed (here: the unexpected words) goes out masked."""
-    from conftest import OPERATOR
+    from support.harness import OPERATOR
 
     await harness.slack.send_command(OPERATOR, f"watch staging 5 password={SECRET}", channel_id=CHANNEL)
     reply = await harness.slack.wait_for_ephemeral(OPERATOR, "Unexpected words", timeout=30)

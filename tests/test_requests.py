@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from conftest import APPROVER, CHANNEL, OPERATOR, Harness
 from demo.fingerprint import diff, fingerprint
-from test_full_rollback import WAIT, approval_message, audit_actions, run_end, start_rollback
+from support.harness import APPROVER, CHANNEL, OPERATOR, Harness
+from support.slack import WAIT, approval_message, audit_actions, run_end, start_rollback
 
 
 @pytest.mark.parametrize("knobs", [

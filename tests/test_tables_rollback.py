@@ -7,7 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import psycopg
-from conftest import (
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from actions.backups.manifest import Manifest, write_manifest
+from actions.plans.tables import swap as tables_swap
+from actions.plans.tables.plan import SPEC
+from actions.postgres.catalog import describe
+from actions.verbs import PLANS
+from demo.fingerprint import fingerprint
+from support.harness import (
     APPROVER,
     CHANNEL,
     OPERATOR,
@@ -18,34 +27,11 @@ from conftest import (
     restore_backup_copy,
     start_harness,
 )
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
-from test_full_rollback import WAIT, approval_message, audit_actions
-
-from actions.plans.tables import swap as tables_swap
-from actions.postgres.catalog import describe
-from actions.backups.manifest import Manifest, write_manifest
-from actions.verbs import PLANS
-from actions.plans.tables.plan import SPEC
-from demo.fingerprint import fingerprint
+from support.slack import WAIT, approval_message, ask, audit_actions, run_failure
 
 assert PLANS["tables"] is SPEC
 
 CHOSEN = ("tickets", "ticket_comments")
-
-
-async def ask(h: Harness, text: str, expected: str, user: str = OPERATOR):
-    reply = await h.slack.send_command(user, text)
-    assert reply.status == 200 and reply.elapsed_ms < 3000
-    return await h.slack.wait_for_ephemeral(user, expected, timeout=WAIT)
-
-
-async def run_failure(h: Harness, contains: str):
-    """The broadcast message that ends a failed or denied run and contains `contains`."""
-    found = await h.slack.wait_for(lambda: [m for m in h.slack.messages(CHANNEL, include_replies=True)
-                                            if m.reply_broadcast and contains in m.all_text()],
-                                   timeout=WAIT, what=f"a run end with {contains!r}")
-    return found[-1]
 
 
 async def write_backup_manifest(h: Harness, copy: str) -> None:

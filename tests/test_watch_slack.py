@@ -9,7 +9,8 @@ import asyncio
 import re
 
 import psycopg
-from conftest import BYSTANDER, CHANNEL, LEAD, OPERATOR, Harness, start_harness
+
+from support.harness import BYSTANDER, CHANNEL, LEAD, OPERATOR, Harness, start_harness
 
 WAIT = 30.0
 LIMITS = "watch_poll_seconds = 0.2\nlong_query_seconds = 0.5\nhung_minutes = 5"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, async_playwright, expect
-from test_workspace_ui import ALICE, BOB, CHANNEL, workspace
+
+from support.workspace import ALICE, BOB, CHANNEL, workspace
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
