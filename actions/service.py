@@ -355,4 +355,3 @@ async def backup_from_terminal(settings: Settings, environment: str):
         with Ledger(settings) as ledger:
             ledger.audit("cli", "backup", environment=environment, backup=str(result.path), bytes=result.size)
     return result
-

@@ -106,4 +106,3 @@ def watch_ended(event: EndedLike) -> SlackMessage:
         figures.append("no query seen running")
     line = " · ".join(figures)
     return SlackMessage(f"{head}\n{line}", [section(head), context(line)])
-

@@ -50,4 +50,3 @@ async def harness(tmp_path: Path, crm: Crm, stand_in: StandInApp):
     h = await start_harness(tmp_path, crm, stand_in)
     yield h
     await h.close()
-

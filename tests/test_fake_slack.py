@@ -409,4 +409,3 @@ async def test_bolt_app_round_trip(fake):
         assert (await fake.send_command("U2147483697", "x", signature="v0=bad")).status == 401
     finally:
         await runner.cleanup()
-

@@ -67,7 +67,6 @@ class ReportView:
     audit_head: tuple[int, str] | None = None  # (seq, hash) of the audit chain when the report was written
 
 
-
 TO_FILL = "_To be filled in by the incident owner._"
 
 

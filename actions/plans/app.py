@@ -86,8 +86,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         confirm=f"Deploy {ctx.facts['ref']} to {ctx.environment.name}?")
 
 
-
-
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
         return RunOutcome(f"Release {ctx.facts['ref']} is deployed and healthy; the database was not touched.")

@@ -92,8 +92,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
                 f"{'y' if len(ctx.facts['leftovers']) == 1 else 'ies'}? Live is not touched.")
 
 
-
-
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
         return RunOutcome("Untouched: only leftover copies were dropped.", "")

@@ -151,8 +151,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         confirm=f"Put {sum(counts.values()):,} quarantined row(s) back?")
 
 
-
-
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
         return RunOutcome(f"The quarantined rows of {ctx.facts.get('from_incident')} are back in their tables.")

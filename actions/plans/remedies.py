@@ -162,8 +162,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         confirm=what[:290])
 
 
-
-
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
         return RunOutcome("The remedy was applied.", "Run `/rollback diagnose` again to see where things stand.")

@@ -158,8 +158,6 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         confirm=f"Drop {len(ctx.facts['existing'])} object(s) and run {ctx.facts['migration']} again?")
 
 
-
-
 def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
     if state is RunState.SUCCEEDED:
         return RunOutcome(f"`{ctx.facts['migration']}` ran again; what it creates exists.")
