@@ -5,6 +5,7 @@ from __future__ import annotations
 from messages.blocks import SlackMessage, context, mention, section
 from messages.views import StatusLine
 
+
 def _reply(text: str, *extra: str) -> SlackMessage:
     blocks = [section(text)] + ([context(*extra)] if extra else [])
     return SlackMessage(" ".join([text, *extra]), blocks)
