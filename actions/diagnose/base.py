@@ -70,22 +70,14 @@ def connect_timeout(timeout: float) -> int:
     return max(2, math.ceil(timeout / 2))
 
 
-async def open_connection(env: Environment, tag: str, deadline: float,
+async def check_connection(env: Environment, tag: str, deadline: float,
                           dbname: str | None = None) -> psycopg.AsyncConnection:
-    """A read-only connection for one check, its statements limited to the time the check has left."""
-    left = deadline - time.monotonic()
-    conn = await pg.connect(env, dbname, timeout=connect_timeout(left))
-    try:
-        await limit_statements(conn, deadline)
-        await conn.execute(
-            "SELECT set_config('application_name', %s, false), "
-            "set_config('default_transaction_read_only', 'on', false), "
-            "set_config('lock_timeout', %s, false)",
-            (tag, f"{int(min(LOCK_TIMEOUT_SECONDS, max(left, 0.001) / 2) * 1000) or 1}ms"))
-    except BaseException:
-        await conn.close()
-        raise
-    return conn
+    """A read-only connection for one check, named `tag`, its statements limited to the time the
+    check has left and its lock waits to half of it (at most LOCK_TIMEOUT_SECONDS)."""
+    left = max(deadline - time.monotonic(), 0.001)
+    return await pg.connect(env, dbname, timeout=connect_timeout(left), name=tag, read_only=True,
+                            statement_timeout_ms=max(1, int(left * 1000)),
+                            lock_timeout_ms=int(min(LOCK_TIMEOUT_SECONDS, left / 2) * 1000) or 1)
 
 
 async def limit_statements(conn: psycopg.AsyncConnection, deadline: float, margin: float = 0.0) -> None:

@@ -21,7 +21,7 @@ from actions.diagnose import foreign_keys as diagnose_foreign_keys
 from actions.diagnose import performance as diagnose_performance
 from actions.diagnose import server as diagnose_server
 from actions.diagnose import sessions as diagnose_sessions
-from actions.diagnose.base import RUN_TAG_PREFIX, Check, CheckOutcome, Context, error_line, open_connection
+from actions.diagnose.base import RUN_TAG_PREFIX, Check, CheckOutcome, Context, check_connection, error_line
 from actions.diagnose.model import CheckResult, Diagnosis, Finding, Status
 from actions.redact import Redactor, dsn_secrets
 
@@ -49,7 +49,7 @@ async def _run(check: Check, env: Environment, tag: str, redact: Redactor) -> Ch
     try:
         async with asyncio.timeout(timeout):
             if not check.own_connection:
-                conn = await open_connection(env, tag, deadline)
+                conn = await check_connection(env, tag, deadline)
             outcome = await check.run(Context(env, conn, tag, timeout, deadline))
     except (TimeoutError, psycopg.errors.QueryCanceled):  # ours, or the server's statement_timeout
         outcome = CheckOutcome(Status.ERROR, f"Did not finish within its {timeout:g} s limit (check_timeout_seconds)")

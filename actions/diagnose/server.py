@@ -14,7 +14,7 @@ import psycopg
 
 import readable
 from actions.backups.files import BackupFile, all_backups
-from actions.diagnose.base import Check, CheckOutcome, Context, error_line, open_connection, worst_of
+from actions.diagnose.base import Check, CheckOutcome, Context, check_connection, error_line, worst_of
 from actions.diagnose.base import age as human_age
 from actions.diagnose.model import Finding, Status
 
@@ -44,7 +44,7 @@ def connections_status(used: int, limit: int) -> Status:
 async def connectivity(ctx: Context) -> CheckOutcome:
     started = time.monotonic()
     try:
-        conn = await open_connection(ctx.env, ctx.tag, ctx.deadline)
+        conn = await check_connection(ctx.env, ctx.tag, ctx.deadline)
     except psycopg.OperationalError as exc:
         return await _unreachable(ctx, exc)
     connect_ms = (time.monotonic() - started) * 1000
@@ -75,7 +75,7 @@ async def _unreachable(ctx: Context, exc: psycopg.OperationalError) -> CheckOutc
     findings = [Finding(f"Connecting to {ctx.env.target} failed: {error_line(exc)}")]
     if ctx.env.maintenance_db != ctx.env.database and ctx.remaining() > 1:
         try:
-            async with await open_connection(ctx.env, ctx.tag, ctx.deadline, ctx.env.maintenance_db):
+            async with await check_connection(ctx.env, ctx.tag, ctx.deadline, ctx.env.maintenance_db):
                 pass
             findings.append(Finding(f"The server answers on the maintenance database {ctx.env.maintenance_db}: "
                                     f"{ctx.env.database} itself refuses connections (missing, renamed, or closed?)"))

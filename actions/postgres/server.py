@@ -38,8 +38,20 @@ def client_args(env: Environment, dbname: str) -> tuple[str, dict[str, str]]:
     return make_conninfo(**params), ({"PGPASSWORD": password} if password else {})
 
 
-async def connect(env: Environment, dbname: str | None = None, *, timeout: int = 10) -> psycopg.AsyncConnection:
-    return await psycopg.AsyncConnection.connect(conninfo(env, dbname), autocommit=True, connect_timeout=timeout)
+async def connect(env: Environment, dbname: str | None = None, *, timeout: int = 10, name: str | None = None,
+                  read_only: bool = False, statement_timeout_ms: int | None = None,
+                  lock_timeout_ms: int | None = None) -> psycopg.AsyncConnection:
+    """The one way the bot connects (autocommit): to the live database or `dbname`, giving up after
+    `timeout` seconds; with `name` as its application_name (watchers recognise their own sessions by
+    it), read-only, and its statements and lock waits limited, when asked."""
+    settings = [f"-c {key}={value}" for key, value in (
+        ("default_transaction_read_only", "on" if read_only else None),
+        ("statement_timeout", statement_timeout_ms), ("lock_timeout", lock_timeout_ms)) if value is not None]
+    extra = {"application_name": name} if name else {}
+    if settings:
+        extra["options"] = " ".join(settings)
+    return await psycopg.AsyncConnection.connect(conninfo(env, dbname), autocommit=True, connect_timeout=timeout,
+                                                 **extra)
 
 
 async def admin(env: Environment) -> psycopg.AsyncConnection:

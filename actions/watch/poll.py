@@ -98,12 +98,10 @@ class Session:
         return f"{self.lock_mode} on {self.lock_target}"
 
 
-async def open_connection(env: Environment) -> psycopg.AsyncConnection:
+async def watch_connection(env: Environment) -> psycopg.AsyncConnection:
     """A connection to the watched database with short time limits, named so watchers skip it."""
-    return await psycopg.AsyncConnection.connect(
-        pg.conninfo(env), autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        application_name=APPLICATION_NAME,
-        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}")
+    return await pg.connect(env, timeout=CONNECT_TIMEOUT_SECONDS, name=APPLICATION_NAME,
+                            statement_timeout_ms=STATEMENT_TIMEOUT_MS, lock_timeout_ms=LOCK_TIMEOUT_MS)
 
 
 async def fetch_sessions(conn: psycopg.AsyncConnection) -> list[Session]:

@@ -29,7 +29,7 @@ from actions.watch.poll import (
     STATEMENT_TIMEOUT_MS,
     Session,
     fetch_sessions,
-    open_connection,
+    watch_connection,
 )
 from actions.watch.rules import AlertKind, Rules, query_line, utc
 
@@ -195,7 +195,7 @@ class Watcher:
     async def _attempt(self) -> list[Session]:
         conn = self._conn
         if conn is None or conn.closed:
-            conn = self._conn = await open_connection(self.env)
+            conn = self._conn = await watch_connection(self.env)
         try:
             return await fetch_sessions(conn)
         except BaseException:
