@@ -144,7 +144,7 @@ def _backup(settings: Settings, environment: str) -> int:
     if isinstance(result, str):
         print(f"rollback-bot: backup of {environment} failed: {result}", file=sys.stderr)
         return 1
-    print(f"{result.path} ({readable.size(result.size)}, {result.seconds:.1f} s); manifest {result.manifest.name}: "
+    print(f"{result.path} ({readable.size(result.size)}, {readable.duration(result.seconds)}); manifest {result.manifest.name}: "
           f"{result.tables} tables, {result.rows:,} rows")
     for old in result.beyond_keep:
         print(f"beyond keep_backups={env.keep_backups}, kept: {old.path.parent.name}")

@@ -14,6 +14,7 @@ from typing import Any, Protocol, Sequence
 
 from messages.blocks import SlackMessage, button, clip, confirm_dialog, context, escape, header, section
 from messages.ids import ActionId, RemedyButton
+from readable import duration
 
 ICONS = {"ok": "✅", "warn": "⚠️", "fail": "❌", "error": "❔"}
 WORDS = {"ok": "OK", "warn": "warning", "fail": "failing", "error": "could not run"}
@@ -95,7 +96,7 @@ def _check_blocks(environment: str, check: CheckLike, numbers) -> list[dict[str,
             lines.append(f"_Fix buttons are shown for the first {BUTTONS_PER_CHECK}; diagnose again after fixing "
                          "them for the others._")
         blocks.append(section(clip("\n".join(lines), 3000)))
-    notes = [f"{check.seconds:.1f} s"]
+    notes = [duration(check.seconds)]
     if check.hint:
         notes.insert(0, f"💡 {escape(check.hint)}")
     blocks.append(context(*notes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from messages.blocks import SlackMessage, context, section
+from readable import duration
 
 # Each family of changes is one section: (title, ((field, label), …)).
 FAMILIES = (
@@ -72,7 +73,7 @@ def schema_diff(environment: str, database: str, backup: str, source: str, diff:
 
 def backup_taken(environment: str, path: str, size: str, seconds: float, tables: int, rows: int,
                  beyond: list[str], keep: int) -> SlackMessage:
-    text = (f"✅ Backup of `{environment}` written in {seconds:.1f} s: `{path}` ({size}), with a manifest of "
+    text = (f"✅ Backup of `{environment}` written in {duration(seconds)}: `{path}` ({size}), with a manifest of "
             f"{tables} tables and {rows:,} rows (counts and content checksums).")
     notes = []
     if beyond:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+import readable
 from actions.config import Environment, SmokeCheck
 from actions.engine.plan import StepFailed
 from actions.engine.processes import ProcessTimeout, run_process
@@ -32,7 +33,7 @@ async def run_commands(env: Environment, which: str) -> str:
             raise StepFailed(str(exc)) from None
         if not result.ok:
             raise StepFailed(f"`{' '.join(argv)}` exited with {result.returncode}: {result.last_line()}")
-        lines.append(f"`{' '.join(argv)}` ({result.seconds:.1f} s)")
+        lines.append(f"`{' '.join(argv)}` ({readable.duration(result.seconds)})")
     return "ran " + ", ".join(lines)
 
 
@@ -66,7 +67,7 @@ async def wait_healthy(env: Environment, *, interval: float = 0.5) -> str:
         while True:
             answer = await probe(session, env.health_url)
             if answer.status == 200:
-                return f"{env.health_url} answered 200 after {time.monotonic() - started:.1f} s"
+                return f"{env.health_url} answered 200 after {readable.duration(time.monotonic() - started)}"
             if time.monotonic() >= deadline:
                 raise StepFailed(f"{env.health_url} did not answer 200 within {env.health_timeout_seconds:g} s "
                                  f"(last: {answer.describe()}). Check the application's logs.")

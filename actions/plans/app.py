@@ -8,6 +8,7 @@ tool's job.
 
 from __future__ import annotations
 
+import readable
 from actions.application import control as appctl
 from actions.config import Environment
 from actions.engine.plan import (
@@ -64,7 +65,7 @@ async def deploy(ctx: RunContext) -> StepOutcome:
             raise StepFailed(f"`{argv[0]}`: {problem}") from None
         if not result.ok:
             raise StepFailed(f"`{' '.join(argv)}` exited with {result.returncode}: {result.last_line()}")
-        done.append(f"`{' '.join(argv)}` ({result.seconds:.1f} s)")
+        done.append(f"`{' '.join(argv)}` ({readable.duration(result.seconds)})")
     await ctx.remember({"deployed": True})
     return StepOutcome("ran " + ", ".join(done))
 

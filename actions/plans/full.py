@@ -103,7 +103,7 @@ async def read_dump(ctx: RunContext) -> StepOutcome:
         seconds = await read_all_data(_backup(ctx))
     except BackupProblem as problem:
         raise StepFailed(str(problem)) from None
-    return StepOutcome(f"every data block read and decompressed in {seconds:.1f} s: the dump is whole")
+    return StepOutcome(f"every data block read and decompressed in {readable.duration(seconds)}: the dump is whole")
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
     rate = _facts(ctx).backup.size / result.seconds / 2**20 if result.seconds else 0
     await ctx.remember({"restore_seconds": result.seconds, "restore_log": str(log_path)})
     return StepOutcome(
-        f"restored into {aside} in {result.seconds:.1f} s with {env.restore_jobs} job(s) "
+        f"restored into {aside} in {readable.duration(result.seconds)} with {env.restore_jobs} job(s) "
         f"({rate:.1f} MB/s of dump); copied from {live}: owner{', ' + ', '.join(copied) if copied else ''}")
 
 
