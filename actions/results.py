@@ -63,6 +63,13 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class StatusReport:
+    """`/rollback status`: one row per open incident (actions.incidents.reads.StatusRow)."""
+
+    rows: tuple
+
+
+@dataclass(frozen=True)
 class ReportRegenerated:
     incident: Incident
 

@@ -41,6 +41,7 @@ from actions.results import (
     ReportRegenerated,
     Started,
     StartResult,
+    StatusReport,
     UnknownEnvironment,
     UnknownVerb,
 )
@@ -100,11 +101,11 @@ class RollbackService:
                 return InvalidArguments("Name one environment", verb.usage)
             if environment not in self.settings.environments:
                 return await self._unknown_environment(actor, verb.name, environment)
-            stopping = verb.starts is Starts.WATCH and len(args) == 2 and args[1].lower() == "stop"
-            refused = await self._authorize(actor, verb, environment, **({"stop": stopping}
-                                                                        if verb.starts is Starts.WATCH else {}))
-            if refused:
-                return refused
+        stopping = verb.starts is Starts.WATCH and len(args) == 2 and args[1].lower() == "stop"
+        refused = await self._authorize(actor, verb, environment, **({"stop": stopping}
+                                                                    if verb.starts is Starts.WATCH else {}))
+        if refused:
+            return refused
         answer = await self._carry_out(actor, verb, environment, args[1:] if verb.names_environment else args)
         if isinstance(answer, InvalidArguments) and answer.usage is None:
             answer = InvalidArguments(answer.reason, verb.usage)
@@ -138,7 +139,7 @@ class RollbackService:
             case Starts.STATUS:
                 if rest:
                     return InvalidArguments(f"Unexpected words: {' '.join(rest)}")
-                return await self.reads.status()
+                return StatusReport(tuple(await self.reads.status()))
         raise AssertionError(f"verb {verb.name} starts nothing known")
 
     async def _authorize(self, actor: Actor, verb: Verb, environment: str | None, **detail) -> Refused | None:

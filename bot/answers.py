@@ -19,6 +19,7 @@ from actions.results import (
     Refused,
     ReportRegenerated,
     Started,
+    StatusReport,
     UnknownEnvironment,
     UnknownVerb,
     WatchOff,
@@ -95,8 +96,8 @@ def reply(answer, settings: Settings) -> SlackMessage | Public | None:
             # The reason says who stopped it, or that its time ran out just before the stop arrived.
             return replies.note(f"🏁 The watch of `{environment}` ended after {duration(seconds)}: {reason}. "
                                 f"Its summary is posted in <#{channel}>.")
-        case list():  # `/rollback status`
-            return replies.status_message([status_line(row) for row in answer])
+        case StatusReport(rows=rows):
+            return replies.status_message([status_line(row) for row in rows])
     raise TypeError(f"no reply for {answer!r}")
 
 
