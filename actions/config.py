@@ -127,6 +127,9 @@ class BotConfig(_Strict):
     two_person_rule: bool = True
     approval_ttl_seconds: float = Field(900.0, gt=0)  # a pending approval expires this long after the run waits on it
     update_interval_seconds: float = Field(300, ge=0.2)
+    # Slack's pace per channel: chat.postMessage about once a second, with short bursts.
+    slack_posts_per_second: float = Field(1.0, gt=0, le=100)
+    slack_post_burst: int = Field(3, ge=1, le=100)
     create_channel: bool = False  # a channel per incident: inc-<yyyymmdd>-<env>-<nnnn>
     notify_channels: list[str] = Field(default_factory=list)  # also told when an incident opens
     # Sign-off roles (the runbook's Approval & Sign-Off) -> who may sign; default: the approvers.

@@ -18,10 +18,13 @@ import json
 import logging
 from typing import Callable
 
+from prometheus_client import CollectorRegistry
+
 from actions.backups.inspection import backup_now, schema_diff
 from actions.config import Settings
 from actions.diagnose.run import diagnose
 from actions.engine.events import Emit, IncidentDeclared
+from actions.engine.metrics import EngineMetrics
 from actions.engine.plan import Plan
 from actions.engine.runner import Runner
 from actions.engine.snapshot import Snapshot, take_snapshot
@@ -57,11 +60,13 @@ log = logging.getLogger(__name__)
 
 class RollbackService:
     def __init__(self, settings: Settings, emit: Emit, redactor: Redactor,
-                 watch_emit: Callable[[WatchEvent], None] = lambda event: None):
+                 watch_emit: Callable[[WatchEvent], None] = lambda event: None,
+                 registry: CollectorRegistry | None = None):
         self.settings = settings
         self._store = store = AsyncStore(Store(settings.bot.audit_db))
         self.emit = emit
-        self.runner = Runner(settings, store, emit, redactor)
+        self.metrics = EngineMetrics(registry)
+        self.runner = Runner(settings, store, emit, redactor, self.metrics)
         self.desk = IncidentDesk(settings, store, emit)
         self.watches = WatchDesk(settings, store, watch_emit)
         self.reads = Reads(store)
@@ -77,6 +82,20 @@ class RollbackService:
 
     def close(self) -> None:
         self._store.close()
+
+    async def store_writable(self) -> str | None:
+        """None when the store takes a write now; else why not (for /readyz)."""
+        try:
+            await self._store.check_writable()
+        except Exception as exc:
+            return f"the state database {self.settings.bot.audit_db} cannot be written: {exc}"
+        return None
+
+    async def refresh_metrics(self) -> None:
+        """Read what the metrics show from the store and the runs under way (when Prometheus scrapes)."""
+        self.metrics.approvals_waiting.set(await self._store.pending_approval_count())
+        for rate in self.runner.restore_rates():
+            self.metrics.restore_rate(rate)
 
     # -- the audit trail -------------------------------------------------------------------------
 

@@ -78,6 +78,7 @@ async def start_bot(wb: Workbench, app: FlagFileApp, *, stop_app: str, jobs: int
     state.mkdir()
     slack = FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN)
     await slack.start()
+    slack.rate_limit(per_second=1.0, burst=3, retry_after=1)  # Slack's pace per channel, as the bot meets it
     slack.add_user(OPERATOR, "ops.olivia")
     slack.add_user(APPROVER, "dba.alice")
     settings = load_settings(_config(wb, app, state, stop_app, jobs, interval))
@@ -132,6 +133,10 @@ async def full_rollback(bot: Bot, approval_delay: float, on_started=None) -> dic
             # how long the live name refused connections, as the swap measured it: below the
             # probes' 100 ms resolution, so the probes alone may see no downtime at all
             "swap_window_s": run.facts.get("swap_window_seconds"),
+            # what the channel saw at Slack's pace: RESOLVED after the swap, posts made, 429s met
+            "resolved_after_swap_s": float(ending.ts) - steps["swap"].ended_at.timestamp(),
+            "slack_posts": len([c for c in bot.slack.calls("chat.postMessage") if c.status == 200]),
+            "slack_429s": bot.slack.ratelimited,
             # flat, so the medians cover each step too
             **{f"step_{k}_s": s.seconds for k, s in steps.items() if s.seconds is not None}}
 

@@ -73,7 +73,7 @@ def table(results: dict, summary: dict) -> str:
             f"| {_f(m.get('db_downtime_s'))} | {_f(m.get('health_downtime_s'))} | {_f(m['restore_s'])} "
             f"| {_f(m['mb_per_s'], 1)} | {_f(m.get('total_vs_baseline'))} | {_f(m.get('downtime_vs_baseline'), 3)} "
             f"| {_f(m.get('restore_vs_raw'))} | {_f(m.get('ready_vs_raw'))} | {_f(m.get('work_vs_raw'))} |")
-    lines += ["", *_breakdown(med)]
+    lines += ["", *_breakdown(med), "", *_slack(med)]
     r = results["responsiveness"]
     lines += ["", "| responsiveness | value |", "|---|---:|",
               f"| `/rollback status` acks ({r['commands']} sent, {r['concurrency']} concurrent, "
@@ -94,6 +94,17 @@ def table(results: dict, summary: dict) -> str:
 STEP_COLUMNS = (("preflight", "preflight"), ("read_dump", "read the whole dump"), ("restore_aside", "restore step"),
                 ("verify", "verify"), ("stop_app", "stop app"), ("swap", "swap"), ("start_app", "start app"),
                 ("smoke", "smoke"))
+
+
+def _slack(med: dict) -> list[str]:
+    """What the incident channel saw, with the fake Slack holding the bot to 1 post/s per channel (burst 3)."""
+    lines = ["| at Slack's pace (1 post/s per channel, burst 3), medians | RESOLVED after the swap s | posts | 429s |",
+             "|---|---:|---:|---:|"]
+    for name in ("bot_immediately", "bot_at_swap"):
+        m = med[name]
+        lines.append(f"| {LABELS[name]} | {_f(m.get('resolved_after_swap_s'), 2)} | {_f(m.get('slack_posts'), 0)} "
+                     f"| {_f(m.get('slack_429s'), 0)} |")
+    return lines
 
 
 def _breakdown(med: dict) -> list[str]:

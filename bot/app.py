@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -17,26 +18,39 @@ from bot import approvals, commands, lifecycle, recovery
 from bot.access import Access
 from bot.credentials import SlackCredentials
 from bot.deps import Deps
+from bot.metrics import SlackMetrics
 from bot.notifier import Notifier
+from bot.outbox import Outbox
 from bot.poster import Poster
 from bot.redaction import RedactingWebClient, redact_responses
 from bot.schedule import Schedule
 from bot.watching import WatchPoster
 
+POST_TIMEOUT_SECONDS = 10  # a post that takes longer is checked for (it may have landed) and tried again
 
-def web_client(credentials: SlackCredentials, redact: Redactor) -> AsyncWebClient:
-    """A Web API client for `SLACK_API_URL` that retries connection errors, 429 (after Retry-After) and 5xx,
-    and masks secrets in every request body it sends."""
+
+def web_client(credentials: SlackCredentials, redact: Redactor, metrics: SlackMetrics) -> AsyncWebClient:
+    """The Web API client for `SLACK_API_URL` that Bolt and the listeners use: it retries connection
+    errors, 429 (after Retry-After) and 5xx, counts every call and masks secrets in what it sends."""
     return RedactingWebClient(
         redact=redact,
         token=credentials.bot_token.get_secret_value(),
         base_url=credentials.api_url,
         retry_handlers=[
+            metrics.counter(),
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
             AsyncServerErrorRetryHandler(max_retry_count=3),
         ],
     )
+
+
+def posting_client(credentials: SlackCredentials, redact: Redactor, metrics: SlackMetrics) -> AsyncWebClient:
+    """The client the outbox posts with. It does not retry by itself: a retried post could land
+    twice, and a 429 must pause only its channel's lane, so the poster does both (`bot/poster.py`)."""
+    return RedactingWebClient(redact=redact, token=credentials.bot_token.get_secret_value(),
+                              base_url=credentials.api_url, timeout=POST_TIMEOUT_SECONDS,
+                              retry_handlers=[metrics.counter()])
 
 
 def redactor_for(settings: Settings, credentials: SlackCredentials) -> Redactor:
@@ -49,18 +63,22 @@ def redactor_for(settings: Settings, credentials: SlackCredentials) -> Redactor:
 def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode: bool = False) -> tuple[AsyncApp, Deps]:
     """The Bolt app with every listener registered, and its dependencies (start the notifier yourself)."""
     redact = redactor_for(settings, credentials)
-    client = web_client(credentials, redact)
+    registry = CollectorRegistry()  # the app's own: /metrics serves it (tests run several apps in one process)
+    metrics = SlackMetrics(registry)
+    client = web_client(credentials, redact, metrics)
     access = Access(settings, client)
     # The service emits into the notifier and the watch poster, which read through the service:
     # the lambdas let those be built second.
     service = RollbackService(settings, lambda event: notifier.emit(event), redact,
-                              lambda event: watch_posts.emit(event))
-    poster = Poster(client, service, redact)
+                              lambda event: watch_posts.emit(event), registry)
+    outbox = Outbox(redact, rate=settings.bot.slack_posts_per_second, burst=settings.bot.slack_post_burst)
+    metrics.queue(outbox.depth, outbox.oldest_seconds)
+    poster = Poster(posting_client(credentials, redact, metrics), service, redact, outbox, api=client)
     notifier = Notifier(poster, settings, service, access)
     watch_posts = WatchPoster(service, poster, redact)
     schedule = Schedule(settings, service, poster, notifier)
     notifier.schedule = schedule
-    deps = Deps(settings, service, access, notifier, schedule, redact, watch_posts)
+    deps = Deps(settings, service, access, notifier, schedule, redact, watch_posts, metrics)
     app = AsyncApp(
         client=client,
         signing_secret=credentials.signing_secret.get_secret_value() if credentials.signing_secret else None,

@@ -33,10 +33,7 @@ async def open_incident_channel(incident: Incident, settings: Settings, service:
     link = channel_opened(incident.id, incident.environment, channel, incident.declared_by)
     elsewhere = [settings.bot.incident_channel] if channel != settings.bot.incident_channel else []
     for target in dict.fromkeys(elsewhere + settings.bot.notify_channels):
-        try:
-            await poster.post(target, link)
-        except SlackApiError as exc:  # a notify channel the bot is not in must not stop the incident
-            log.warning("could not post the incident link to %s: %s", target, exc.response.get("error"))
+        poster.post(target, link)  # queued; a channel the bot is not in is logged and skipped there
     return channel
 
 
@@ -44,7 +41,7 @@ async def _create(poster: Poster, name: str) -> str:
     for attempt in range(1, 6):
         candidate = name if attempt == 1 else f"{name}-{attempt}"
         try:
-            answer = await poster.client.conversations_create(name=candidate)
+            answer = await poster.api.conversations_create(name=candidate)
             return answer["channel"]["id"]
         except SlackApiError as exc:
             if exc.response.get("error") != "name_taken":
@@ -53,16 +50,16 @@ async def _create(poster: Poster, name: str) -> str:
 
 
 async def _invite(poster: Poster, channel: str, users: list[str]) -> None:
-    me = (await poster.client.auth_test())["user_id"]
+    me = (await poster.api.auth_test())["user_id"]
     users = [u for u in users if u != me]
     if not users:
         return
     try:
-        await poster.client.conversations_invite(channel=channel, users=",".join(users))
+        await poster.api.conversations_invite(channel=channel, users=",".join(users))
     except SlackApiError:
         # One bad id fails the whole call: invite one by one, skipping those Slack refuses.
         for user in users:
             try:
-                await poster.client.conversations_invite(channel=channel, users=user)
+                await poster.api.conversations_invite(channel=channel, users=user)
             except SlackApiError as exc:
                 log.warning("could not invite %s to %s: %s", user, channel, exc.response.get("error"))

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from dataclasses import asdict
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import psycopg
@@ -21,7 +22,20 @@ DEMO_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit: a closed pipe must be met inside this try
+        return code
+    except BrokenPipeError:
+        # The reader went away (`rollback-bot audit --json | head`): stop quietly, as Unix tools do,
+        # with the status a process killed by SIGPIPE has; nothing more is written to the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="rollback-bot", description="Roll back a failed PostgreSQL migration from Slack, safely.")
+    parser.add_argument("--version", action="version", version=f"rollback-bot {package_version('rollback-bot')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the Slack app (Socket Mode, or HTTP with --http)")
@@ -29,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--http", action="store_true", help="serve POST /slack/events over HTTP instead of Socket Mode")
     serve.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address to bind (default 127.0.0.1)")
+    serve.add_argument("--health-port", type=int, default=None,
+                       help="Socket Mode: serve /healthz, /readyz and /metrics on this port (in HTTP mode they are "
+                            "on --port)")
+    serve.add_argument("--log-format", choices=["text", "json"], default="text",
+                       help="text for a terminal, json for one object per line (default text)")
+    serve.add_argument("--log-level", default="INFO", type=str.upper,
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], help="default INFO")
 
     local = sub.add_parser("local", help="the bot plus a Slack-like workspace in the browser (no Slack app needed)")
     local.add_argument("--config", default=None, help="the TOML configuration file (default: the demo's)")
@@ -85,10 +106,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.server import BotRuntime, run_until_stopped
 
     credentials = load_credentials(http=args.http)
-    configure_logging(redactor_for(settings, credentials))
+    configure_logging(redactor_for(settings, credentials), args.log_level, args.log_format)
     runtime = BotRuntime(settings, credentials, socket_mode=not args.http)
-    asyncio.run(run_until_stopped(runtime, http=args.http, host=args.host, port=args.port))
-    return 0
+    return asyncio.run(run_until_stopped(runtime, http=args.http, host=args.host, port=args.port,
+                                         health_port=args.health_port))
 
 
 def _local(settings: Settings, args: argparse.Namespace, hint: str = "") -> int:

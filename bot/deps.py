@@ -8,6 +8,7 @@ from actions.config import Settings
 from actions.redact import Redactor
 from actions.service import RollbackService
 from bot.access import Access
+from bot.metrics import SlackMetrics
 from bot.notifier import Notifier
 from bot.schedule import Schedule
 from bot.watching import WatchPoster
@@ -22,3 +23,4 @@ class Deps:
     schedule: Schedule  # status updates and reminders, on a clock
     redact: Redactor
     watch_posts: WatchPoster  # `/rollback watch` events -> the channel
+    slack_metrics: SlackMetrics  # Web API calls and the outbox, beside the service's own figures

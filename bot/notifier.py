@@ -1,8 +1,14 @@
 """Turns the runner's and the desk's events into Slack messages, in order, never holding them up.
 
-Events go on a queue and this task posts them one by one. Slack's 429 and 5xx answers are retried
-by the client's retry handlers; a message that still cannot be sent is logged with an error id
-and skipped, because a rollback must never wait on Slack.
+Events go on a queue and this task turns them, one by one, into letters for the poster's outbox
+(`bot/outbox.py`), which sends them at Slack's pace, one lane per channel. Handling an event
+never waits for Slack: what depends on an earlier post (the alert's `ts` for its thread and its
+updates, an approval request's `ts` for its decision) is read when the later letter is sent,
+and a channel's letters keep their order. A message that cannot be sent is logged with an error
+id and skipped, because a rollback must never wait on Slack.
+
+What people must act on goes ahead of the progress lines (`urgent`): approval requests and their
+decisions, pages to approvers, RESOLVED.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class Notifier:
         self.schedule = None  # set by the runtime: told when incidents open, resolve and close
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        self._alerts_queued: set[str] = set()  # incidents whose alert is posted or on its way
 
     def emit(self, event: Event) -> None:
         """Called by the runner and the desk: never blocks, never fails."""
@@ -74,15 +81,25 @@ class Notifier:
     def start(self) -> None:
         self._task = asyncio.create_task(self._consume(), name="notifier")
 
-    async def drain(self) -> None:
-        """Wait until every event emitted so far has been handled."""
+    async def handled(self) -> None:
+        """Wait until every event emitted so far has been turned into letters (not necessarily sent)."""
         await self.queue.join()
 
-    async def stop(self) -> None:
-        await self.drain()
+    async def drain(self) -> None:
+        """Wait until every event emitted so far has been handled and its messages sent."""
+        await self.queue.join()
+        await self.poster.outbox.drain()
+
+    async def stop(self, flush_seconds: float = 5.0) -> None:
+        """Send what is queued, for at most `flush_seconds` (Slack may be down), then stop."""
+        try:
+            await asyncio.wait_for(self.drain(), flush_seconds)
+        except TimeoutError:
+            log.warning("%d messages were not sent to Slack before shutdown", self.poster.outbox.depth())
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.poster.outbox.close()
 
     async def _consume(self) -> None:
         while True:
@@ -119,11 +136,13 @@ class Notifier:
             case IncidentChanged(incident=incident):
                 await self._incident_changed(event)
             case StepChanged(incident=incident, step=step) if step.state in ANNOUNCED_STEP_STATES:
-                await self.poster.to_incident(incident.id, step_line(presenters.step_view(step)), thread=True)
+                await self.poster.to_incident(incident.id, step_line(presenters.step_view(step)), thread=True,
+                                              progress=True)
             case ApprovalRequested(incident=incident, approval=approval):
-                answer = await self.poster.to_incident(incident.id, approval_message(
-                    presenters.approval_view(approval, self.settings)))
-                await self.service.sent.approval(approval.id, answer["channel"], answer["ts"])
+                async def remember(answer: dict, approval_id: str = approval.id) -> None:
+                    await self.service.sent.approval(approval_id, answer["channel"], answer["ts"])
+                await self.poster.to_incident(incident.id, approval_message(
+                    presenters.approval_view(approval, self.settings)), urgent=True, on_sent=remember)
             case ApprovalDecided(incident=incident, approval=approval):
                 await self._decided(incident, approval)
             case RunEnded():
@@ -148,17 +167,21 @@ class Notifier:
         if self.schedule is not None:
             self.schedule.incident_changed(incident)
 
-    async def _alert(self, incident_id: str, progress=None) -> str:
-        """Post the INCIDENT ALERT once per incident; later, update it in place. Returns its ts."""
+    async def _alert(self, incident_id: str, progress=None) -> None:
+        """Post the INCIDENT ALERT once per incident; later, update it in place (the newest state
+        supersedes updates still queued). Its `ts` is stored when it lands: the thread hangs on it."""
         state = await self.reads.incident_state(incident_id)
         incident = state.incident
         message = alert(presenters.alert_view(state, progress=progress))
-        if incident.alert_ts is None:
-            answer = await self.poster.post(incident.channel, message)
-            await self.service.sent.alert(incident.id, answer["ts"])
-            return answer["ts"]
-        await self.poster.update(incident.channel, incident.alert_ts, message)
-        return incident.alert_ts
+        if incident.alert_ts is None and incident.id not in self._alerts_queued:
+            self._alerts_queued.add(incident.id)
+
+            async def remember(answer: dict) -> None:
+                await self.service.sent.alert(incident_id, answer["ts"])
+            self.poster.post(incident.channel, message, urgent=True, on_sent=remember)
+            return
+        self.poster.update(incident.channel, lambda: self.poster.alert_ts(incident_id), message,
+                           replaces=f"alert:{incident_id}")
 
     async def _incident_changed(self, event: IncidentChanged) -> None:
         incident = await self.reads.incident(event.incident.id)
@@ -169,17 +192,15 @@ class Notifier:
                 message = resolved(presenters.resolved_view(incident, status, self.settings))
             else:
                 message = resolved_by_hand(incident.id, incident.environment, event.by, incident.resolved_at)
-            await self.poster.to_incident(incident.id, message)
+            await self.poster.to_incident(incident.id, message, urgent=True)
         if incident.status is IncidentStatus.CLOSED:
             await self.post_incident.redraw(incident.id, "signoffs")
         self._follow(incident)
 
     async def _severity_chosen(self, event: SeverityChosen) -> None:
         incident, choice = event.incident, event.choice
-        known = await self.service.sent.get(incident.id, "severity")
-        if known:
-            await self.poster.update(known["channel"], known["ts"], lifecycle.severity_answered(
-                incident.id, incident.environment, choice, event.by))
+        await self.poster.post_or_update(incident.id, "severity", lifecycle.severity_answered(
+            incident.id, incident.environment, choice, event.by), urgent=True)
         if choice == "critical":
             await self.poster.to_incident(incident.id, lifecycle.critical_proposal(incident.id, incident.environment, event.by))
         elif choice == "minor":
@@ -193,20 +214,22 @@ class Notifier:
         """A direct message to every approver (usergroups expanded) but the person who caused it."""
         channel = await self.poster.channel(incident_id)
         users = [user for user in await self.access.users(approvers) if user != by]
-        for user in users:
-            try:
-                await self.poster.post(user, lifecycle.page(incident_id, channel, why))
-            except SlackApiError as exc:
-                log.warning("could not page %s: %s", user, exc.response.get("error"))
+        for user in users:  # each DM is its own lane: a busy incident channel never holds a page up
+            self.poster.post(user, lifecycle.page(incident_id, channel, why), urgent=True)
         await self.service.audit("bot", "approvers.paged", incident_id=incident_id, why=why, users=",".join(users))
 
     async def _decided(self, incident, approval) -> None:
         stored = await self.reads.approval(approval.id)
-        if stored.message_ts:
-            await self.poster.update(stored.channel, stored.message_ts,
-                                     approval_message(presenters.approval_view(stored, self.settings)))
+
+        async def request_ts() -> str | None:  # the request may still be on its way
+            return (await self.reads.approval(approval.id)).message_ts
+        self.poster.update(stored.channel or await self.poster.channel(incident.id), request_ts,
+                           approval_message(presenters.approval_view(stored, self.settings)), urgent=True,
+                           replaces=f"approval:{approval.id}")
         if approval.state != ApprovalState.VOID:
-            await self.poster.to_incident(incident.id, decision_line(approval.state.value, approval.decided_by), thread=True)
+            # The request's own update above shows the decision first; this line is the thread's record.
+            await self.poster.to_incident(incident.id, decision_line(approval.state.value, approval.decided_by),
+                                          thread=True, progress=True)
 
     async def _run_ended(self, event: RunEnded) -> None:
         incident, run = event.incident, event.run

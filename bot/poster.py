@@ -1,12 +1,15 @@
-"""Sending to Slack for an incident: always to the incident's current channel, redacted.
+"""Sending to Slack for an incident: to the incident's current channel, redacted, paced, never twice.
 
-The incident's channel is read from the store at the moment of sending: it may have become the
-incident's own channel after the event was emitted.
+Every post, update and upload becomes a letter in its channel's lane (`bot/outbox.py`), so the
+caller never waits on Slack and Slack's per-channel rate is kept. What a letter does is decided
+here, when it is sent, not when it was queued: the incident's channel and its alert's `ts` (the
+thread) are read then, so a letter queued before the alert was posted still lands in its thread.
 
-Slack being down for a while must not lose a message (an approval request, a run's end): after
-slack-sdk's own retries give up on a 429, a 5xx or a connection error, the send is tried again
-with a growing pause for up to DELIVERY_SECONDS. Posting happens on the notifier's task, so the
-rollback never waits for it; the messages after it wait, which keeps the channel in order.
+A post that timed out, hit a 5xx or lost its connection may have reached Slack all the same.
+Each post carries its own id in its `metadata`; before trying again, the channel (or the thread)
+is searched for that id, and a post found there is taken as sent. Slack being down for a while
+must not lose a message either: a post is tried again with a growing pause for up to
+DELIVERY_SECONDS, while the other channels' lanes go on.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import time
 from typing import Any, Awaitable, Callable
 
@@ -23,12 +27,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.redact import Redactor
 from actions.service import RollbackService
-from messages.blocks import SlackMessage
+from bot.outbox import Letter, Outbox
+from messages.blocks import SlackMessage, combined
 
 log = logging.getLogger(__name__)
 
 DELIVERY_SECONDS = 600.0  # how long a message is retried while Slack is down
 FIRST_PAUSE, LONGEST_PAUSE = 1.0, 30.0
+METADATA_EVENT = "rollback_bot_message"  # the metadata event type that carries a post's own id
 
 
 def transient(exc: BaseException) -> bool:
@@ -38,25 +44,47 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
-async def deliver(send: Callable[[], Awaitable[Any]], what: str, deadline_seconds: float = DELIVERY_SECONDS) -> Any:
+async def deliver(send: Callable[[], Awaitable[Any]], what: str, deadline_seconds: float = DELIVERY_SECONDS,
+                  *, landed: Callable[[], Awaitable[Any]] | None = None) -> Any:
+    """`send()`, tried again on transient failures with a growing pause until `deadline_seconds`.
+    A 429 is raised at once: the lane waits out its Retry-After. `landed()`, when given, says
+    whether a failed attempt reached Slack all the same (then its answer is returned)."""
     deadline, pause = time.monotonic() + deadline_seconds, FIRST_PAUSE
     while True:
         try:
             return await send()
         except Exception as exc:
+            if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
+                raise
             if not transient(exc) or time.monotonic() + pause > deadline:
                 raise
+            if landed is not None and (found := await _quietly(landed)):
+                log.info("%s reached Slack although the answer was lost (%s): not sent again", what,
+                         type(exc).__name__)
+                return found
             log.warning("Slack did not take %s (%s); trying again in %.0f s", what, type(exc).__name__, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, LONGEST_PAUSE)
 
 
+async def _quietly(check: Callable[[], Awaitable[Any]]) -> Any:
+    try:
+        return await check()
+    except Exception as exc:  # Slack still down: we cannot know, so try again later
+        log.info("could not check whether a message landed: %s", type(exc).__name__)
+        return None
+
+
 class Poster:
-    def __init__(self, client: AsyncWebClient, service: RollbackService, redact: Redactor):
-        self.client = client
+    def __init__(self, client: AsyncWebClient, service: RollbackService, redact: Redactor, outbox: Outbox, *,
+                 api: AsyncWebClient | None = None):
+        self.client = client  # without slack-sdk's retries: the lanes pace, retry and deduplicate
+        self.api = api or client  # with them: other calls (creating a channel, inviting people)
         self.reads = service.reads
         self.sent = service.sent
         self.redact = redact
+        self.outbox = outbox
+        self._dm_channels: dict[str, str] = {}  # user id -> their DM channel (for the duplicate check)
 
     async def channel(self, incident_id: str) -> str:
         return (await self.reads.incident(incident_id)).channel
@@ -64,40 +92,120 @@ class Poster:
     async def alert_ts(self, incident_id: str) -> str | None:
         return (await self.reads.incident(incident_id)).alert_ts
 
-    async def post(self, channel: str, message: SlackMessage, **extra) -> dict:
-        answer = await deliver(lambda: self.client.chat_postMessage(
-            channel=channel, text=self.redact(message.text), blocks=message.blocks, unfurl_links=False, **extra),
-            "a message")
-        return answer.data
+    # -- what callers queue ----------------------------------------------------------------------
+
+    def post(self, channel: str, message: SlackMessage, *, urgent: bool = False, what: str = "a message",
+             on_sent: Callable[[dict], Awaitable[None]] | None = None) -> asyncio.Future:
+        """A top-level post (also a DM, with a user id as `channel`)."""
+        async def send() -> dict:
+            answer = await self._post(channel, message)
+            if on_sent is not None:
+                await on_sent(answer)
+            return answer
+        return self.outbox.put(Letter(channel, f"{channel}:top", send, urgent=urgent, what=what))
 
     async def to_incident(self, incident_id: str, message: SlackMessage, *, thread: bool = False,
-                          broadcast: bool = False) -> dict:
-        """Post in the incident's channel; `thread` puts it under the alert."""
-        extra = {}
-        if thread:
-            extra["thread_ts"] = await self.alert_ts(incident_id)
-            extra["reply_broadcast"] = broadcast
-        return await self.post(await self.channel(incident_id), message, **extra)
-
-    async def update(self, channel: str, ts: str, message: SlackMessage) -> None:
-        await deliver(lambda: self.client.chat_update(
-            channel=channel, ts=ts, text=self.redact(message.text), blocks=message.blocks), "an update")
-
-    async def post_or_update(self, incident_id: str, kind: str, message: SlackMessage) -> None:
-        """One message of `kind` per incident: posted the first time, updated in place after."""
-        known = await self.sent.get(incident_id, kind)
-        if known and known["ts"]:
-            await self.update(known["channel"], known["ts"], message)
-            return
-        answer = await self.to_incident(incident_id, message)
-        await self.sent.put(incident_id, kind, answer["channel"], answer["ts"])
-
-    async def upload(self, incident_id: str, path: str, title: str, comment: str) -> None:
-        content = await asyncio.to_thread(_read, path)
+                          broadcast: bool = False, urgent: bool = False, progress: bool = False,
+                          on_sent: Callable[[dict], Awaitable[None]] | None = None) -> asyncio.Future:
+        """Post in the incident's channel; `thread` puts it under the alert. A `progress` line may be
+        sent together with the progress lines queued right behind it, as one message."""
         channel = await self.channel(incident_id)
-        await deliver(lambda: self.client.files_upload_v2(
-            channel=channel, content=self.redact(content), filename=os.path.basename(path),
-            title=title, initial_comment=comment), "a file")
+
+        async def send() -> dict:
+            answer = await self._post(channel, message, await self.alert_ts(incident_id) if thread else None, broadcast)
+            if on_sent is not None:
+                await on_sent(answer)
+            return answer
+
+        async def merge(letters: list[Letter]) -> dict:
+            return await self._post(channel, combined([letter.payload for letter in letters]),
+                                    await self.alert_ts(incident_id) if thread else None)
+
+        group = f"{channel}:thread:{incident_id}" if thread else f"{channel}:top"
+        return self.outbox.put(Letter(channel, group, send, urgent=urgent, merge_key=group if progress else None,
+                                      merge=merge if progress else None, payload=message,
+                                      blocks=len(message.blocks)))
+
+    def update(self, channel: str, ts: str | Callable[[], Awaitable[str | None]], message: SlackMessage, *,
+               urgent: bool = False, replaces: str | None = None) -> asyncio.Future:
+        """Replace a message in place; `ts` may be read when the update is sent (its post may still be
+        queued). Updates with the same `replaces` key still queued are superseded by this one."""
+        async def send() -> None:
+            where = ts if isinstance(ts, str) else await ts()
+            if where:
+                await deliver(lambda: self.client.chat_update(channel=channel, ts=where, text=self._text(message),
+                                                              blocks=message.blocks), "an update")
+        return self.outbox.put(Letter(channel, f"{channel}:top", send, urgent=urgent, post=False, replaces=replaces))
+
+    async def post_or_update(self, incident_id: str, kind: str, message: SlackMessage, *,
+                             urgent: bool = False) -> asyncio.Future:
+        """One message of `kind` per incident: posted the first time, updated in place after."""
+        channel = await self.channel(incident_id)
+
+        async def send() -> None:
+            known = await self.sent.get(incident_id, kind)
+            if known and known["ts"]:
+                await deliver(lambda: self.client.chat_update(channel=known["channel"], ts=known["ts"],
+                                                              text=self._text(message), blocks=message.blocks),
+                              "an update")
+                return
+            answer = await self._post(channel, message)
+            await self.sent.put(incident_id, kind, answer["channel"], answer["ts"])
+        # Decided when sent, so a newer state still queued supersedes an older one either way.
+        return self.outbox.put(Letter(channel, f"{channel}:top", send, urgent=urgent,
+                                      replaces=f"{kind}:{incident_id}"))
+
+    async def upload(self, incident_id: str, path: str, title: str, comment: str) -> asyncio.Future:
+        channel = await self.channel(incident_id)
+
+        async def send() -> None:
+            content = await asyncio.to_thread(_read, path)
+            await deliver(lambda: self.client.files_upload_v2(
+                channel=channel, content=self.redact(content), filename=os.path.basename(path),
+                title=title, initial_comment=comment), "a file")
+        return self.outbox.put(Letter(channel, f"{channel}:top", send))
+
+    # -- the Web API calls -------------------------------------------------------------------------
+
+    def _text(self, message: SlackMessage) -> str:
+        return self.redact(message.text)
+
+    async def _post(self, channel: str, message: SlackMessage, thread_ts: str | None = None,
+                    broadcast: bool = False) -> dict:
+        """chat.postMessage, tagged with its own id, never posted twice (see the module's docstring)."""
+        own_id = secrets.token_hex(8)
+        since = time.time() - 1
+        extra: dict[str, Any] = {"thread_ts": thread_ts, "reply_broadcast": broadcast} if thread_ts else {}
+
+        async def send() -> dict:
+            answer = await self.client.chat_postMessage(
+                channel=channel, text=self._text(message), blocks=message.blocks, unfurl_links=False,
+                metadata={"event_type": METADATA_EVENT, "event_payload": {"id": own_id}}, **extra)
+            if channel[:1] in ("U", "W"):
+                self._dm_channels[channel] = answer["channel"]
+            return answer.data
+
+        async def landed() -> dict | None:
+            return await self._find(channel, thread_ts, own_id, since)
+
+        return await deliver(send, "a message", landed=landed)
+
+    async def _find(self, channel: str, thread_ts: str | None, own_id: str, since: float) -> dict | None:
+        """The answer a post tagged `own_id` would have had, if it is in the channel (or the thread)."""
+        channel = self._dm_channels.get(channel, channel)
+        if channel[:1] in ("U", "W"):
+            return None  # a first DM's channel is not known yet: nothing to search
+        if thread_ts:
+            page = await self.client.conversations_replies(channel=channel, ts=thread_ts, oldest=f"{since:.6f}",
+                                                           include_all_metadata=True, limit=100)
+        else:
+            page = await self.client.conversations_history(channel=channel, oldest=f"{since:.6f}",
+                                                           include_all_metadata=True, limit=100)
+        for found in page.get("messages", []):
+            payload = (found.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("id") == own_id:
+                return {"ok": True, "channel": channel, "ts": found["ts"], "message": found}
+        return None
 
 
 def _read(path: str) -> str:

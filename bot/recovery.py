@@ -63,4 +63,4 @@ async def offer_cleanup(deps: Deps) -> None:
     """At start-up, after interrupted runs were reported: post each environment's leftover copies."""
     for environment, copies in (await deps.service.leftover_copies()).items():
         message = leftover_copies(environment, [(copy, readable.size(size)) for copy, size in copies])
-        await deps.notifier.poster.post(deps.settings.bot.incident_channel, message)
+        deps.notifier.poster.post(deps.settings.bot.incident_channel, message)

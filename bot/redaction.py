@@ -2,8 +2,10 @@
 
 Builders and steps mask the texts they know may quote a DSN or an error, but a check at the
 boundary does not depend on every caller remembering: every Web API call's body (messages,
-blocks, updates, views) and every `respond()` to a response_url passes through the redactor.
-The token travels in a header and is left alone there.
+blocks, updates, views, file contents) and every `respond()` to a response_url passes through
+the redactor. What the SDK itself sends to authenticate is never touched: the bot token travels
+in a header, and the app-level token that Socket Mode's `apps.connections.open` sends as a
+`token` parameter must reach Slack as it is (masked, Slack answers `invalid_auth`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.redact import Redactor
 
+# Credentials the SDK sends in a request body or query: what the bot writes is redacted, these are not.
+CREDENTIALS = frozenset({"token", "client_id", "client_secret", "refresh_token", "code"})
+
 
 def redact_payload(redact: Redactor, value: Any) -> Any:
-    """`value` with every string in it (keys excepted) passed through `redact`."""
+    """`value` with every string in it (keys and credentials excepted) passed through `redact`."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {key: redact_payload(redact, item) for key, item in value.items()}
+        return {key: item if key in CREDENTIALS else redact_payload(redact, item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact_payload(redact, item) for item in value]
     return value

@@ -2,17 +2,15 @@
 
 The watches themselves (one per environment, their limits, the audit) are the service's
 (`actions/watch/desk.py`). `Watcher.emit` is synchronous and is called from inside the poll loop,
-so events only go on a queue here; one task posts them in order. A slow or failing Slack therefore
-never delays a poll, and a post that fails is logged (redacted, with an error id) and skipped: the
-watch goes on.
+so events only go on a queue here; one task records each and queues its message in the channel's
+lane (`bot/outbox.py`). A slow or failing Slack therefore never delays a poll, and a post that
+fails is logged there (redacted, with an error id) and skipped: the watch goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-
-from slack_sdk.errors import SlackApiError
 
 from actions.redact import Redactor
 from actions.results import new_error_id
@@ -41,12 +39,12 @@ class WatchPoster:
             self._task = asyncio.get_running_loop().create_task(self._post_events(), name="watch-poster")
         self._queue.put_nowait(event)
 
-    async def stop(self) -> None:
-        """Post what the stopped watches emitted (within limits), then end the posting task."""
+    async def stop(self, flush_seconds: float = FLUSH_SECONDS) -> None:
+        """Record and queue what the stopped watches emitted (within limits), then end the posting task."""
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(self._queue.join(), FLUSH_SECONDS)
+            await asyncio.wait_for(self._queue.join(), flush_seconds)
         except TimeoutError:
             log.warning("%d watch messages were not posted before shutdown", self._queue.qsize())
         self._task.cancel()
@@ -57,12 +55,11 @@ class WatchPoster:
             event = await self._queue.get()
             try:
                 channel = await self.service.watches.recorded(event)  # audited before it is posted
-                await self.poster.post(channel, message_of(event))
-            except Exception as exc:  # never stop posting: the next event may get through
-                error_id = new_error_id()
-                detail = exc.response.get("error") if isinstance(exc, SlackApiError) else repr(exc)
-                log.error("could not post the watch's %s for %s (%s) [%s]", type(event).__name__,
-                          event.environment, self.redact(str(detail)), error_id)
+                self.poster.post(channel, message_of(event),  # queued: the lane sends it at Slack's pace
+                                 what=f"the watch's {type(event).__name__} for {event.environment}")
+            except Exception as exc:  # never stop: the next event may get through
+                log.error("could not record the watch's %s for %s (%r) [%s]", type(event).__name__,
+                          event.environment, self.redact(repr(exc)), new_error_id())
             finally:
                 self._queue.task_done()
 

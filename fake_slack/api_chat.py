@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .apiutil import ApiError, Handler, as_bool, existing_message, normalize_blocks, require, resolve_channel
 from .state import Ephemeral, Message, Workspace
 
-MAX_TEXT = 40_000  # Slack truncates/refuses beyond this
+MAX_TEXT = 40_000  # Slack refuses a longer ``text`` with msg_too_long
+
+
+def _check_text(text: str) -> str:
+    """``text`` itself, or ``msg_too_long`` like Slack past 40,000 characters."""
+    if len(text) > MAX_TEXT:
+        raise ApiError("msg_too_long")
+    return text
+
+
+def _metadata(value: Any) -> dict | None:
+    """``metadata`` as Slack takes it: ``{"event_type": str, "event_payload": {...}}`` or absent."""
+    if value in (None, ""):
+        return None
+    if (not isinstance(value, dict) or not isinstance(value.get("event_type"), str) or not value["event_type"]
+            or not isinstance(value.get("event_payload"), dict)):
+        raise ApiError("invalid_metadata_format",
+                       detail="metadata needs a string event_type and an object event_payload")
+    return value
 
 
 def _content(ws: Workspace, args: dict) -> tuple[str, list, list]:
@@ -15,9 +35,7 @@ def _content(ws: Workspace, args: dict) -> tuple[str, list, list]:
     attachments = args.get("attachments") or []
     if not text and not blocks and not attachments:
         raise ApiError("no_text")
-    if len(text) > MAX_TEXT:
-        raise ApiError("msg_too_long")
-    return text, blocks, attachments
+    return _check_text(text), blocks, attachments
 
 
 def thread_root(ws: Workspace, channel: str, thread_ts: str | None) -> str | None:
@@ -39,12 +57,13 @@ def post_message(ws: Workspace, args: dict) -> dict:
     """chat.postMessage: a bot message, top level or in a thread."""
     chan = resolve_channel(ws, require(args, "channel", "channel_not_found"))
     text, blocks, attachments = _content(ws, args)
+    metadata = _metadata(args.get("metadata"))
     root = thread_root(ws, chan.id, args.get("thread_ts"))
     msg = Message(
         ts=ws.next_ts(), channel=chan.id, text=text, blocks=blocks, attachments=attachments,
         thread_ts=root, user=ws.bot_user_id, bot_id=ws.bot_id, subtype="bot_message",
         reply_broadcast=bool(root) and as_bool(args.get("reply_broadcast")),
-        metadata=args.get("metadata") if isinstance(args.get("metadata"), dict) else None,
+        metadata=metadata,
     )
     ws.add_message(msg)
     return {"channel": chan.id, "ts": msg.ts, "message": ws.message_api(msg)}
@@ -61,11 +80,12 @@ def update(ws: Workspace, args: dict) -> dict:
         raise ApiError("cant_update_message")  # a bot may only edit its own messages
     if not any(k in args for k in ("text", "blocks", "attachments")):
         raise ApiError("no_text")
+    # Check everything before touching the message: a refused update changes nothing.
+    text = _check_text(args.get("text") or "") if "text" in args else msg.text
+    blocks = normalize_blocks(ws, args.get("blocks")) if "blocks" in args else msg.blocks
+    metadata = _metadata(args.get("metadata")) if "metadata" in args else msg.metadata
     msg.history.append(msg.snapshot())
-    if "text" in args:
-        msg.text = args.get("text") or ""
-    if "blocks" in args:
-        msg.blocks = normalize_blocks(ws, args.get("blocks"))
+    msg.text, msg.blocks, msg.metadata = text, blocks, metadata
     if "attachments" in args:
         msg.attachments = args.get("attachments") or []
     msg.edited = {"user": ws.bot_user_id, "ts": ws.next_ts()}

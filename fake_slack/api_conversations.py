@@ -79,15 +79,22 @@ def members(ws: Workspace, args: dict) -> dict:
 
 
 def _page(ws: Workspace, items: list[Message], args: dict, default_limit: int) -> dict:
-    """Cursor pagination: the cursor is simply the offset of the next item."""
+    """Cursor pagination: the cursor is simply the offset of the next item.
+
+    A message's ``metadata`` comes back only with ``include_all_metadata=true``, as in Slack:
+    an app that forgets the flag does not find its own messages by their metadata.
+    """
     try:
         limit = max(1, min(int(args.get("limit") or default_limit), 1000))
         start = int(str(args.get("cursor") or "0").removeprefix("offset:"))
     except ValueError:
         raise ApiError("invalid_cursor") from None
-    page = items[start:start + limit]
+    page = [ws.message_api(m) for m in items[start:start + limit]]
+    if not as_bool(args.get("include_all_metadata")):
+        for message in page:
+            message.pop("metadata", None)
     more = start + limit < len(items)
-    return {"messages": [ws.message_api(m) for m in page], "has_more": more,
+    return {"messages": page, "has_more": more,
             "response_metadata": {"next_cursor": f"offset:{start + limit}" if more else ""}}
 
 

@@ -6,7 +6,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
@@ -14,6 +14,9 @@ import aiohttp
 from .responses import new_hook
 from .signing import sign as _sign
 from .state import Ephemeral, Message, Workspace
+
+if TYPE_CHECKING:
+    from .socket_mode import SocketModeEdge
 
 ACK_DEADLINE_MS = 3000  # Slack gives up on an ack after 3 s and shows "operation_timeout"
 VERIFICATION_TOKEN = "gIkuvaNzQIHg97ATvDxqgjtO"  # deprecated field Slack still sends
@@ -97,7 +100,8 @@ def _urls_in(body: bytes) -> tuple[str | None, str | None]:
 
 
 class Outgoing:
-    """Builds, signs and delivers Slack's requests to ``bot_url``; interprets the acks."""
+    """Builds, signs and delivers Slack's requests to ``bot_url`` (or over an open Socket Mode
+    connection, when the app has one); interprets the acks."""
 
     def __init__(self, ws: Workspace, signing_secret: str, ack_timeout: float = 10.0) -> None:
         self.ws = ws
@@ -105,6 +109,7 @@ class Outgoing:
         self.bot_url: str | None = None
         self.ack_timeout = ack_timeout
         self.last_request: SentRequest | None = None
+        self.socket: SocketModeEdge | None = None  # set by FakeSlack when it has an app token
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -246,11 +251,15 @@ class Outgoing:
     async def _deliver(self, body: bytes, response_url: str | None, trigger: str | None, *,
                        sign: bool = True, signature: str | None = None, timestamp: str | int | None = None,
                        raw_body: bytes | str | None = None) -> BotReply:
-        if not self.bot_url:
-            raise RuntimeError("fake.bot_url is not set (e.g. http://127.0.0.1:PORT/slack/events)")
         if raw_body is not None:
             body = raw_body.encode() if isinstance(raw_body, str) else raw_body
             response_url, trigger = _urls_in(body)  # the replayed body's own, not fresh ones
+        if self.socket is not None and self.socket.connections:
+            # Like Slack: an app with an open socket gets its requests there, unsigned, as JSON.
+            return await self.socket.deliver(body, self.ack_timeout, response_url, trigger)
+        if not self.bot_url:
+            raise RuntimeError("fake.bot_url is not set (e.g. http://127.0.0.1:PORT/slack/events)"
+                               " and no Socket Mode connection is open")
         headers = signed_headers(self.signing_secret, body, sign=sign, signature=signature, timestamp=timestamp)
         reply = await self._post(self.bot_url, headers, body)
         reply.response_url, reply.trigger_id = response_url, trigger

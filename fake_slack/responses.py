@@ -9,6 +9,8 @@ Rules, as Slack documents them:
 - At most 5 posts within 30 minutes. Beyond that Slack answers HTTP 404 with the body
   ``used_url`` (or ``expired_url``); the fake answers HTTP 404 with JSON
   ``{"ok": false, "error": "used_url" | "expired_url" | "no_such_url"}``.
+- A body Slack would not show (``invalid_blocks``, ``no_text``, ``msg_too_long``) gets HTTP 400
+  with that error code, and for blocks ``response_metadata.messages`` saying what is wrong.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import time
 from aiohttp import web
 
 from .apiutil import ApiError, as_bool, normalize_blocks
+
+MAX_TEXT = 40_000  # as for chat.postMessage
 from .state import Ephemeral, Message, ResponseHook, ResponsePost, Workspace
 
 MAX_USES = 5
@@ -70,9 +74,11 @@ def apply(ws: Workspace, hook: ResponseHook, body: dict) -> None:
             ws.ephemerals.remove(original)
         return
     text = body.get("text") or ""
-    blocks = normalize_blocks(ws, body.get("blocks"))
+    blocks = normalize_blocks(ws, body.get("blocks"))  # invalid_blocks, as for chat.postMessage
     if not text and not blocks and not body.get("attachments"):
         raise ApiError("no_text")
+    if len(text) > MAX_TEXT:
+        raise ApiError("msg_too_long")
     if as_bool(body.get("replace_original")) and original is not None:
         original.history.append({"text": original.text, "blocks": original.blocks})
         original.text, original.blocks = text, blocks
@@ -92,6 +98,7 @@ async def handle(ws: Workspace, request: web.Request) -> web.Response:
     """Answer a post to a response_url and record it in ``ws.response_posts``."""
     hook_id = request.match_info["hook_id"]
     hook = ws.hooks.get(hook_id)
+    detail: str | None = None  # Slack's "[ERROR] …" explanation, for invalid_blocks
     try:
         body = await _read_body(request)
     except ValueError:
@@ -109,7 +116,10 @@ async def handle(ws: Workspace, request: web.Request) -> web.Response:
                 apply(ws, hook, body)
                 hook.uses += 1
             except ApiError as exc:
-                error, status = exc.code, 400
+                error, status, detail = exc.code, 400, exc.extra.get("detail")
     ws.response_posts.append(ResponsePost(hook_id=hook_id, body=body, status=status, error=error))
     ws.changed()
-    return _json(status, {"ok": False, "error": error} if error else {"ok": True})
+    answer: dict = {"ok": False, "error": error} if error else {"ok": True}
+    if detail:
+        answer["response_metadata"] = {"messages": [f"[ERROR] {detail}"]}
+    return _json(status, answer)

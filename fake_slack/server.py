@@ -9,6 +9,8 @@ from aiohttp import web
 
 from . import api_files, responses
 from .outgoing import BotReply, Outgoing, SentRequest
+from .socket_mode import PATH as SOCKET_PATH
+from .socket_mode import SocketModeEdge
 from .state import ApiCall, Channel, Ephemeral, File, Message, ResponsePost, User, View, Workspace, ts_key
 from .ui_routes import WorkspaceUI
 from .webapi import WebApi
@@ -19,16 +21,21 @@ class FakeSlack:
 
     Seeded with team T0001, channel C0INCIDENTS "incidents" and the bot user U0BOT/B0001.
     ``ui=True`` also serves the workspace as a Slack-like page at ``base_url`` (see ui_routes).
+    ``app_token="xapp-…"`` enables Socket Mode (see socket_mode): while the app holds an open
+    connection, commands, clicks and submissions go there as envelopes instead of to ``bot_url``.
     """
 
     def __init__(self, signing_secret: str, bot_token: str = "xoxb-fake", bot_url: str | None = None,
-                 *, ack_timeout: float = 10.0, ui: bool = False) -> None:
+                 *, ack_timeout: float = 10.0, ui: bool = False, app_token: str | None = None) -> None:
         self.workspace = Workspace()
         self.signing_secret = signing_secret
         self.bot_token = bot_token
-        self.web_api = WebApi(self.workspace, bot_token)
+        self.app_token = app_token
+        self.socket = SocketModeEdge(self.workspace, app_token, notify=self._on_change)
+        self.web_api = WebApi(self.workspace, bot_token, app_token=app_token, socket_url=self.socket.issue_url)
         self.outgoing = Outgoing(self.workspace, signing_secret, ack_timeout=ack_timeout)
         self.outgoing.bot_url = bot_url
+        self.outgoing.socket = self.socket
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._changed = asyncio.Event()
@@ -57,6 +64,7 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", upload)
         app.router.add_get("/files/{file_id}", download)
         app.router.add_post("/response/{hook_id}", respond)
+        app.router.add_get(SOCKET_PATH, self.socket.handle)  # refuses all but apps.connections.open's tickets
         if self.ui is not None:
             self.ui.mount(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -69,7 +77,8 @@ class FakeSlack:
         return self
 
     async def stop(self) -> None:
-        """Close the outgoing client and the server."""
+        """Close the Socket Mode connections, the outgoing client and the server."""
+        await self.socket.close()  # first: an open websocket would hold the server's shutdown
         await self.outgoing.close()
         if self.ui is not None:
             await self.ui.close()  # end the page's event streams, or they would hold the server
@@ -147,10 +156,12 @@ class FakeSlack:
 
     # --- driving the bot -------------------------------------------------------------------
 
-    def inject_failure(self, method: str, status: int = 429, retry_after: int | None = 1, times: int = 1,
-                       error: str | None = None) -> None:
-        """Fail the next ``times`` calls of ``method``: 429 / 5xx, or HTTP 200 ``error`` code."""
-        self.web_api.inject_failure(method, status=status, retry_after=retry_after, times=times, error=error)
+    def inject_failure(self, method: str, status: int | None = None, retry_after: int | None = 1, times: int = 1,
+                       error: str | None = None, *, apply: bool = False, delay: float | None = None) -> None:
+        """Fail the next ``times`` calls of ``method``: 429 (default) / 5xx, or HTTP 200 ``error`` code;
+        ``apply=True`` carries the call out first, ``delay`` answers late (see WebApi.inject_failure)."""
+        self.web_api.inject_failure(method, status=status, retry_after=retry_after, times=times, error=error,
+                                    apply=apply, delay=delay)
 
     def clear_failures(self) -> None:
         """Drop pending injected failures."""
@@ -182,6 +193,43 @@ class FakeSlack:
     def last_request(self) -> SentRequest | None:
         """Headers and body of the last request sent to the bot."""
         return self.outgoing.last_request
+
+    # --- Socket Mode -----------------------------------------------------------------------
+
+    @property
+    def socket_connections(self) -> int:
+        """How many Socket Mode connections are open now."""
+        return self.socket.connections
+
+    @property
+    def socket_connects(self) -> int:
+        """How many Socket Mode connections were ever accepted (a reconnect adds one)."""
+        return self.socket.connects
+
+    @property
+    def socket_envelopes(self) -> list[dict]:
+        """Every envelope sent over Socket Mode, oldest first."""
+        return list(self.socket.envelopes)
+
+    async def wait_for_socket(self, count: int = 1, timeout: float = 10.0, *, connects: int | None = None) -> int:
+        """Wait until at least ``count`` connections are open (and, if given, ``connects`` were
+        ever accepted, e.g. ``socket_connects + 1`` to wait for a reconnect); returns how many are open."""
+        def ready() -> bool:
+            return self.socket_connections >= count and (connects is None or self.socket_connects >= connects)
+
+        await self.wait_for(ready, timeout, what=f"{count} open Socket Mode connection(s)"
+                            + (f" after {connects} connects" if connects is not None else ""))
+        return self.socket_connections
+
+    async def socket_disconnect(self, reason: str = "refresh_requested") -> int:
+        """Send ``{"type": "disconnect", "reason": reason}`` on every open connection, as Slack does
+        before a refresh; a real client then opens a new one. Returns how many got it."""
+        return await self.socket.disconnect(reason)
+
+    async def socket_drop(self) -> int:
+        """Abort every connection's TCP transport without a close frame (a network failure).
+        Returns how many were cut."""
+        return self.socket.drop()
 
     # --- queries -----------------------------------------------------------------------
 
@@ -240,7 +288,6 @@ class FakeSlack:
         # Swap in a fresh Event, then wake everyone waiting on the old one.
         event, self._changed = self._changed, asyncio.Event()
         event.set()
-
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, what: str | None = None) -> Any:
         """Re-evaluate ``predicate`` on every state change until it returns something truthy
         (a message, a non-empty list, True), and return that. Raises TimeoutError describing
@@ -295,4 +342,21 @@ class FakeSlack:
                                          for e in ws.ephemerals[-limit:]]
         errors = [c for c in ws.calls if not c.ok][-limit:]
         lines += ["last failed API calls:"] + [f"  {c.method} -> {c.status} {c.error}" for c in errors]
+        if self.app_token:
+            lines.append(f"socket mode: {self.socket_connections} open, {self.socket_connects} accepted")
         return "\n".join(lines)
+
+    # --- Slack's rate limit on chat.postMessage (delegates to WebApi) ------------------------
+
+    def rate_limit(self, per_second: float | None = 1.0, burst: int = 3, retry_after: int = 1) -> None:
+        """Token bucket per channel for ``chat.postMessage`` (off by default); ``rate_limit(None)`` lifts it."""
+        self.web_api.rate_limit(per_second, burst=burst, retry_after=retry_after)
+
+    @property
+    def ratelimited(self) -> int:
+        """How many posts the rate limit refused with HTTP 429, all channels together."""
+        return sum(self.workspace.ratelimited.values())
+
+    def ratelimited_in(self, channel: str) -> int:
+        """How many posts to ``channel`` (id, name or #name) the rate limit refused."""
+        return self.workspace.ratelimited.get(self._channel_id(channel), 0)

@@ -194,6 +194,29 @@ class View:
 
 
 @dataclass
+class RateLimit:
+    """Slack's limit on ``chat.postMessage``: a token bucket per channel.
+
+    Each channel starts with ``burst`` tokens and regains ``per_second`` of them a second;
+    a post takes one, and a post finding less than one is refused (HTTP 429).
+    """
+
+    per_second: float
+    burst: int
+    retry_after: int  # what the refusal's ``Retry-After`` header says, in seconds
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # channel -> (tokens, at)
+
+    def take(self, channel: str, now: float | None = None) -> bool:
+        """Spend one token of ``channel``'s bucket; False when it is empty."""
+        now = time.monotonic() if now is None else now
+        tokens, at = self.buckets.get(channel, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.per_second)
+        allowed = tokens >= 1.0
+        self.buckets[channel] = (tokens - 1.0 if allowed else tokens, now)
+        return allowed
+
+
+@dataclass
 class ResponseHook:
     """One ``response_url`` handed to the bot with a command or a click."""
 
@@ -238,6 +261,8 @@ class Workspace:
         self.triggers: dict[str, tuple[str, float]] = {}  # trigger_id -> (user, issued at)
         self.used_triggers: set[str] = set()
         self.trigger_ttl: float | None = 3.0  # Slack: trigger_id expires after ~3 s; None = never
+        self.post_rate_limit: RateLimit | None = None  # off unless a test asks (FakeSlack.rate_limit)
+        self.ratelimited: dict[str, int] = {}  # channel -> chat.postMessage calls refused by post_rate_limit
         self.version = 0
         self.listeners: list[Callable[[], None]] = []
         self._last_us = 0

@@ -163,13 +163,14 @@ class WorkspaceUI:
 
     async def _to_bot(self, sending) -> BotReply:
         url = self.fake.bot_url
-        if not url:
+        if not url and not self.fake.socket_connections:  # a Socket Mode app is reachable without one
             sending.close()
-            raise UiError("the bot is not reachable: fake.bot_url is not set")
+            raise UiError("the bot is not reachable: fake.bot_url is not set and no Socket Mode connection is open")
         try:
             return await sending
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise UiError(f"the bot is not reachable at {url}: {exc or type(exc).__name__}") from None
+            where = url or "its Socket Mode connection"
+            raise UiError(f"the bot is not reachable at {where}: {exc or type(exc).__name__}") from None
 
     @staticmethod
     def _ack(reply: BotReply) -> dict:

@@ -2,7 +2,8 @@
 
 Limits (Slack's Block Kit reference): section text 3,000 characters, a section field 2,000,
 header 150, button text 75, button value 2,000, confirm dialog text 300, 10 fields a section,
-50 blocks a message.
+50 blocks a message. A message's fallback `text` is refused past 40,000 characters and Slack
+advises at most 4,000; every message keeps it within TEXT_LIMIT, whatever its builder joined.
 """
 
 from __future__ import annotations
@@ -13,13 +14,37 @@ from typing import Any
 
 Block = dict[str, Any]
 
+TEXT_LIMIT = 3000  # a message's fallback text (notifications, old clients, screen readers)
+BLOCKS_LIMIT = 50  # blocks in one message
+ACTIONS_LIMIT = 25  # elements in one actions block
+
 
 @dataclass(frozen=True)
 class SlackMessage:
-    """Blocks for Slack plus the plain-text fallback shown in notifications and by old clients."""
+    """Blocks for Slack plus the plain-text fallback shown in notifications and by old clients.
+
+    Built here, the message is within Slack's limits whatever its builder put in: the fallback
+    is clipped to TEXT_LIMIT, and blocks past the 50th are replaced by one line saying how many
+    were left out (the full detail is in the report and the audit trail)."""
 
     text: str
     blocks: list[Block]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", clip(self.text, TEXT_LIMIT))
+        if len(self.blocks) > BLOCKS_LIMIT:
+            left_out = len(self.blocks) - (BLOCKS_LIMIT - 1)
+            kept = self.blocks[: BLOCKS_LIMIT - 1] + [context(f"…and {left_out} more blocks not shown here.")]
+            object.__setattr__(self, "blocks", kept)
+
+
+def combined(messages: list[SlackMessage]) -> SlackMessage:
+    """Several messages as one (progress lines that piled up behind Slack's rate), in order.
+    The caller keeps the blocks within BLOCKS_LIMIT; past it the last ones are summarised."""
+    if len(messages) == 1:
+        return messages[0]
+    return SlackMessage("\n".join(message.text for message in messages),
+                        [block for message in messages for block in message.blocks])
 
 
 def clip(text: str, limit: int) -> str:

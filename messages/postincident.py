@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from messages.blocks import SlackMessage, actions, button, context, header, mention, plain, section
+from messages.blocks import ACTIONS_LIMIT, SlackMessage, actions, button, clip, context, header, mention, plain, section
 from messages.ids import ActionId, CallbackId, IncidentButton
 from messages.views import ChecklistView, SignoffView
 
@@ -37,8 +37,9 @@ def signoff_message(view: SignoffView) -> SlackMessage:
     status = (f"Closed {view.closed_at:%Y-%m-%d %H:%M} UTC: every required sign-off is in." if view.closed_at
               else "The incident closes when every required sign-off is in.")
     blocks = [header(f"Sign-offs · {view.incident_id}"), section("\n".join(rows)), context(status)]
-    if buttons and not view.closed_at:
-        blocks.insert(2, actions("signoffs", *buttons))
+    if buttons and not view.closed_at:  # an actions block holds 25 elements: more roles, more rows of buttons
+        blocks[2:2] = [actions("signoffs" if i == 0 else f"signoffs-{i // ACTIONS_LIMIT + 1}",
+                               *buttons[i:i + ACTIONS_LIMIT]) for i in range(0, len(buttons), ACTIONS_LIMIT)]
     return SlackMessage(f"Sign-offs for {view.incident_id}\n" + "\n".join(rows).replace("*", "") + f"\n{status}", blocks)
 
 
@@ -62,8 +63,8 @@ def report_modal(incident_id: str, root_cause: str | None, what_failed: str | No
     def field(block_id: str, label: str, value: str | None, hint: str) -> dict:
         element = {"type": "plain_text_input", "action_id": "value", "multiline": True, "max_length": 3000,
                    "placeholder": plain(hint, 150)}
-        if value:
-            element["initial_value"] = value
+        if value:  # within the input's own limit, or the answer could not be saved unchanged
+            element["initial_value"] = clip(value, element["max_length"])
         return {"type": "input", "block_id": block_id, "label": plain(label, 2000), "element": element, "optional": True}
 
     return {

@@ -138,3 +138,54 @@ async def test_local_serves_the_workspace_with_the_configs_people(tmp_path):
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0
+
+
+async def test_version_names_the_installed_package():
+    from importlib.metadata import version
+
+    code, out, err = await run_cli("--version")
+    assert code == 0 and out.strip() == f"rollback-bot {version('rollback-bot')}" and err == ""
+
+
+async def test_a_reader_that_stops_early_ends_the_output_quietly(tmp_path):
+    """`rollback-bot audit --json | head -1`: no BrokenPipe traceback, the status of a process SIGPIPE ended."""
+    from actions.config import load_settings
+    from actions.store.sqlite import Store
+
+    path = config(tmp_path)
+    store = Store(load_settings(path).bot.audit_db)
+    for n in range(3000):  # far more than a pipe's 64 KiB buffer holds
+        store.audit("U0OPS1", "status.requested", detail_note=f"row {n} " + "x" * 40)
+    store.close()
+    shell = await asyncio.create_subprocess_exec(
+        "bash", "-c", f'set -o pipefail; "{BIN}" audit --json --config "{path}" | head -1',
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(shell.communicate(), 60)
+    assert json.loads(out.decode())["action"] == "status.requested"
+    assert err.decode() == ""  # no traceback, no "Exception ignored" from the interpreter's exit
+    assert shell.returncode == 141
+
+
+def test_json_logs_are_one_object_per_line_with_the_traceback_inside(capsys):
+    import logging
+
+    from actions.redact import Redactor
+    from bot.logs import configure_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging(Redactor(["s3cret-pw"]), "debug", "json")
+        try:
+            raise RuntimeError("connection to postgresql://app:s3cret-pw@db/crm failed\nsecond line")
+        except RuntimeError:
+            logging.getLogger("bot.test").exception("step failed for %s", "staging")
+        logging.getLogger("bot.test").debug("a debug line")
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    lines = capsys.readouterr().err.strip().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [e["level"] for e in entries] == ["ERROR", "DEBUG"]
+    assert entries[0]["message"] == "step failed for staging" and entries[0]["logger"] == "bot.test"
+    assert "Traceback" in entries[0]["exc_info"] and "second line" in entries[0]["exc_info"]
+    assert "s3cret-pw" not in "\n".join(lines)

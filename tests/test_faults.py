@@ -32,7 +32,7 @@ from support.harness import (
     drop_databases_like,
     start_harness,
 )
-from support.slack import STEP_TITLES, WAIT, approval_message, run_end, start_rollback
+from support.slack import STEP_TITLES, WAIT, approval_message, lines, run_end, start_rollback
 
 CLUSTER = ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main"]
 
@@ -282,7 +282,7 @@ async def test_slack_failing_during_the_restore_neither_delays_the_rollback_nor_
     # The runner goes on while the notifier is stuck: restore and verify end, the swap waits.
     await poll(lambda: step_state(h, "verify") == "succeeded", timeout=30, what="the verify step")
     assert time.monotonic() - started < 4, "the rollback waited on Slack"
-    thread = [m.text for m in h.slack.messages(CHANNEL, include_replies=True)]
+    thread = lines(h)
     assert not any(t.startswith("✅ Verify the restored copy") for t in thread)
     if stretch == "eight_seconds":
         await asyncio.sleep(8 - (time.monotonic() - started))
@@ -292,10 +292,10 @@ async def test_slack_failing_during_the_restore_neither_delays_the_rollback_nor_
     await h.settle()
     assert diff(h.crm.before, await fingerprint(h.crm.dsn)) == []
     assert {c.status for c in h.slack.calls("chat.postMessage")} >= {503}
-    thread = [m.text for m in h.slack.messages(CHANNEL, include_replies=True)]
-    lines = [next((i for i, t in enumerate(thread) if t.startswith(f"✅ {title}")), None) for title in STEP_TITLES]
-    missing = [title for title, line in zip(STEP_TITLES, lines) if line is None]
+    thread = lines(h)
+    where = [next((i for i, t in enumerate(thread) if t.startswith(f"✅ {title}")), None) for title in STEP_TITLES]
+    missing = [title for title, line in zip(STEP_TITLES, where) if line is None]
     refute(bool(missing) and stretch == "eight_seconds",
               f"step lines {missing} were never delivered: bot/app.py's retry handlers give up after 3 retries "
               "(3.5-6.5 s of 5xx) and bot/notifier.py then logs and drops the message")
-    assert missing == [] and lines == sorted(lines)  # every step line, in the order the steps ran
+    assert missing == [] and where == sorted(where)  # every step line, in the order the steps ran

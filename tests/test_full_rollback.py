@@ -25,7 +25,7 @@ from support.harness import (
     dsn_of,
     start_harness,
 )
-from support.slack import STEP_TITLES, WAIT, approval_message, audit_actions, run_end, start_rollback
+from support.slack import STEP_TITLES, WAIT, approval_message, audit_actions, lines, run_end, start_rollback
 
 
 async def test_full_rollback_restores_the_backup_and_keeps_the_failed_database(harness: Harness):
@@ -110,7 +110,7 @@ async def test_at_swap_keeps_the_app_up_until_the_approved_swap(tmp_path, crm, s
         await h.slack.click(APPROVER, request, "approval-approve")
         await run_end(h, "INCIDENT RESOLVED")
         await h.settle()
-        thread = [m.text for m in h.slack.messages(CHANNEL, include_replies=True)]
+        thread = lines(h)
         order = [next(i for i, t in enumerate(thread) if t.startswith(f"✅ {title}"))
                  for title in ("Verify the restored copy", "Stop the application for the swap", "Swap the restored copy in")]
         assert order == sorted(order)
@@ -182,7 +182,7 @@ async def test_at_swap_a_damaged_dump_fails_the_restore_with_the_app_never_stopp
         assert "pg_restore failed" in ending.all_text() and "untouched" in ending.all_text()
         await h.settle()
         assert h.app.running
-        thread = [m.text for m in h.slack.messages(CHANNEL, include_replies=True)]
+        thread = lines(h)
         assert not any("Stop the application" in t for t in thread if t.startswith("✅"))  # never stopped
         assert diff(h.crm.after, await fingerprint(h.crm.dsn)) == []
         assert await database_names(h.crm.dbname) == {h.crm.dbname}  # the partial copy was dropped
@@ -292,7 +292,7 @@ async def test_slack_rate_limits_and_errors_are_retried_and_the_rollback_does_no
     statuses = [c.status for c in h.slack.calls("chat.postMessage")]
     assert statuses[:3] == [429, 429, 200]
     assert 503 in [c.status for c in h.slack.calls("chat.update")]
-    thread = [m.text for m in h.slack.messages(CHANNEL, include_replies=True)]
+    thread = lines(h)
     assert all(any(t.startswith(f"✅ {title}") for t in thread) for title in STEP_TITLES)  # every step line arrived
 
 

@@ -20,7 +20,10 @@ async def test_every_string_of_a_web_api_body_is_masked_before_it_is_sent():
                   {"type": "context", "elements": [{"type": "mrkdwn", "text": f"postgresql://app:{SECRET}@db/crm"}]},
                   {"type": "actions", "elements": [{"type": "button", "action_id": "x", "value": "1",
                                                     "text": {"type": "plain_text", "text": "Retry"},
-                                                    "confirm": {"text": {"type": "mrkdwn", "text": SECRET}}}]}]
+                                                    "confirm": {"title": {"type": "plain_text", "text": "Sure?"},
+                                                                "text": {"type": "mrkdwn", "text": SECRET},
+                                                                "confirm": {"type": "plain_text", "text": "Yes"},
+                                                                "deny": {"type": "plain_text", "text": "No"}}}]}]
         answer = await client.chat_postMessage(channel=CHANNEL, text=f"dsn password {SECRET}", blocks=blocks)
         assert answer["ok"]  # the token, in its header, was not touched
         stored = slack.messages(CHANNEL)[-1]
@@ -48,3 +51,10 @@ async def test_a_reply_through_response_url_is_masked_too(harness):
     await harness.slack.send_command(OPERATOR, f"watch staging 5 password={SECRET}", channel_id=CHANNEL)
     reply = await harness.slack.wait_for_ephemeral(OPERATOR, "Unexpected words", timeout=30)
     assert SECRET not in reply.all_text() + str(reply.blocks) and f"password={MASK}" in reply.all_text()
+
+
+def test_credentials_the_sdk_sends_are_never_masked():
+    """Socket Mode's apps.connections.open sends the app-level token as a `token` parameter: masked,
+    Slack would answer invalid_auth and the bot would never connect."""
+    redact = Redactor([SECRET])
+    assert redact_payload(redact, {"token": SECRET, "text": f"a {SECRET}"}) == {"token": SECRET, "text": f"a {MASK}"}

@@ -98,7 +98,7 @@ async def test_one_watch_per_environment_and_stop_posts_its_figures(tmp_path, cr
         # Slack refuses the first post (the watch's start): it is logged and the watch goes on.
         h.slack.inject_failure("chat.postMessage", error="channel_not_found")
         await command(h, "watch staging 5")
-        await until(lambda: any("could not post the watch's WatchStarted for staging (channel_not_found)"
+        await until(lambda: any("could not send the watch's WatchStarted for staging to C0INCIDENTS (channel_not_found)"
                                 in r.getMessage() for r in caplog.records), "the failed post in the log")
         second = (await command(h, "watch staging 2", user=LEAD)).all_text()
         assert f"`staging` is already being watched: started by <@{OPERATOR}> for 5 min 00 s" in second

@@ -15,6 +15,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from actions.engine.metrics import RestoreRate
+
 _PROCESSING = re.compile(r"^pg_restore: processing item (\d+) ")
 _FINISHED = re.compile(r"^pg_restore: finished item (\d+) ")
 _SINGLE_JOB_START = ("pg_restore: creating ", "pg_restore: processing data for table ", "pg_restore: executing ")
@@ -45,9 +47,10 @@ class ProgressView:
 class RestoreProgress:
     """Feed it pg_restore's lines; read `done` out of `total`."""
 
-    def __init__(self, dump_ids: set[int], jobs: int):
+    def __init__(self, dump_ids: set[int], jobs: int, size_bytes: int = 0):
         self.dump_ids = dump_ids
         self.total = len(dump_ids)
+        self.size_bytes = size_bytes  # the backup's, for a rate in bytes
         self.parallel = jobs > 1
         self.started = time.monotonic()
         self._finished: set[int] = set()
@@ -87,3 +90,8 @@ class RestoreProgress:
 
     def view(self, step: str) -> ProgressView:
         return ProgressView(step, self.done, self.total, self.started, time.monotonic() - self.started)
+
+    def rate(self, environment: str) -> RestoreRate:
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        fraction = min(1.0, self.done / self.total) if self.total else 0.0
+        return RestoreRate(environment, self.done / seconds, self.size_bytes * fraction / seconds, fraction)

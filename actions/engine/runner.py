@@ -21,6 +21,7 @@ from actions.engine.events import (
     RunStarted,
     StepChanged,
 )
+from actions.engine.metrics import EngineMetrics, RestoreRate
 from actions.engine.plan import Plan, RunContext, RunOutcome, Step, StepFailed
 from actions.engine.progress import ProgressView, RestoreProgress
 from actions.redact import Redactor
@@ -48,14 +49,16 @@ async def _cancel(task: asyncio.Task) -> None:
 class Runner:
     """Runs plans as asyncio tasks, one per run, behind the approval gates of `approvals`."""
 
-    def __init__(self, settings: Settings, store: AsyncStore, emit: Emit, redactor: Redactor):
+    def __init__(self, settings: Settings, store: AsyncStore, emit: Emit, redactor: Redactor,
+                 metrics: EngineMetrics | None = None):
         self.settings = settings
         self.store = store
         self.emit = emit
         self.redact = redactor
+        self.metrics = metrics or EngineMetrics()
         self.approvals = Approvals(settings, store, emit, redactor, self._step_transition)
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._progress: dict[str, RestoreProgress] = {}  # run id -> progress of its running step
+        self._progress: dict[str, tuple[str, RestoreProgress]] = {}  # run id -> (environment, its running step's progress)
 
     # -- starting and stopping -----------------------------------------------------------------
 
@@ -63,7 +66,12 @@ class Runner:
         """Start executing `plan` for a run the store has just opened."""
         task = asyncio.create_task(self._execute(plan, incident, run), name=f"run {run.id}")
         self._tasks[run.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run.id, None))
+        self.metrics.runs_active.inc()
+
+        def ended(_: asyncio.Task) -> None:
+            self._tasks.pop(run.id, None)
+            self.metrics.runs_active.dec()
+        task.add_done_callback(ended)
         return task
 
     async def wait_idle(self) -> None:
@@ -84,15 +92,19 @@ class Runner:
             store=self.store, incident=incident, run=run, facts=dict(run.facts),
             remember=lambda facts: self._remember(ctx, facts),
             announce=lambda **values: self._announce(ctx, **values),
-            track=lambda progress: self._progress.__setitem__(run.id, progress),
+            track=lambda progress: self._progress.__setitem__(run.id, (run.environment, progress)),
             emit=self.emit,
         )
         return ctx
 
     def progress_of(self, run_id: str, step_title: str) -> ProgressView | None:
         """The progress of the step now running in `run_id`, if that step reports any."""
-        progress = self._progress.get(run_id)
+        _, progress = self._progress.get(run_id, (None, None))
         return progress.view(step_title) if progress else None
+
+    def restore_rates(self) -> list[RestoreRate]:
+        """The restores under way, for the metrics."""
+        return [progress.rate(environment) for environment, progress in self._progress.values()]
 
     async def report_interrupted(self, plan_for: Callable[[Run], Plan]) -> None:
         """End the runs a previous process left running, saying where each stopped and what is live.
@@ -187,7 +199,9 @@ class Runner:
             await _cancel(work)  # the bot is stopping; the step stays "running" for a restart to report
             raise
         finally:
-            self._progress.pop(ctx.run.id, None)
+            _, progress = self._progress.pop(ctx.run.id, (None, None))
+        if progress is not None and not work.cancelled() and work.exception() is None:
+            self.metrics.restore_rate(progress.rate(ctx.run.environment))  # the last restore's figures stay
         outcome = work.result()  # raises the step's own exception
         if outcome.facts:
             await self._remember(ctx, outcome.facts)
@@ -196,6 +210,8 @@ class Runner:
     async def _step_transition(self, ctx: RunContext, step: Step, state: StepState, detail: str | None = None) -> None:
         detail = None if detail is None else self.redact(detail)
         record = await self.store.set_step(ctx.run.id, step.key, state, detail)
+        if state in (StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED):
+            self.metrics.step_ended(ctx.run.plan, step.key, state.value, record.seconds)
         if state is not StepState.WAITING:
             await self.store.audit("bot", f"step.{state.value.replace(' ', '_')}", environment=ctx.run.environment,
                                    incident_id=ctx.incident.id, run_id=ctx.run.id, step=step.key, detail=detail)
@@ -223,6 +239,7 @@ class Runner:
             await self.store.claim_approval(approval.id, ApprovalState.VOID, "bot")
             self.emit(ApprovalDecided(ctx.incident, await self.store.run(ctx.run.id), await self.store.approval(approval.id)))
         run = await self.store.end_run(ctx.run.id, state, reason)
+        self.metrics.run_ended(run.plan, run.environment, state.value)
         await self.store.audit("bot", f"run.{state.value}", environment=run.environment, incident_id=ctx.incident.id,
                                run_id=run.id, reason=reason, live_state=outcome.live_state)
         current = await self.store.incident(ctx.incident.id)

@@ -177,7 +177,7 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
     log_path = ctx.settings.logs_dir / f"{ctx.run.id}-restore.log"
     target, secret_env = pg.client_args(env, aside)
     toc = await read_toc(_backup(ctx))
-    progress = RestoreProgress({entry.dump_id for entry in toc.entries}, env.restore_jobs)
+    progress = RestoreProgress({entry.dump_id for entry in toc.entries}, env.restore_jobs, _facts(ctx).backup.size)
     ctx.track(progress)
     result = await run_process(
         ["pg_restore", "--verbose", "--exit-on-error", "--no-password", f"--jobs={env.restore_jobs}",

@@ -141,6 +141,11 @@ class Store(PostIncidentStore):
     def close(self) -> None:
         self.db.conn.close()
 
+    def check_writable(self) -> None:
+        """Raises unless a write could be made now: takes the write lock and gives it back."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("ROLLBACK")
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         # IMMEDIATE takes the write lock at once, so check-then-insert cannot interleave with
@@ -315,6 +320,9 @@ class Store(PostIncidentStore):
     def approvals_of(self, run_id: str) -> list[Approval]:
         rows = self.db.query("SELECT * FROM approvals WHERE run_id = ? ORDER BY requested_at, rowid", (run_id,))
         return [Approval.from_row(row) for row in rows]
+
+    def pending_approval_count(self) -> int:
+        return self._one("SELECT count(*) AS n FROM approvals WHERE state = ?", (ApprovalState.PENDING,))["n"]
 
     def pending_approvals(self, run_id: str) -> list[Approval]:
         rows = self.db.query("SELECT * FROM approvals WHERE run_id = ? AND state = ?", (run_id, ApprovalState.PENDING))

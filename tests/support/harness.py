@@ -12,6 +12,7 @@ import textwrap
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from uuid import uuid4
 
 import psycopg
@@ -115,6 +116,9 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "",
         "dsn": f'"{crm.dsn}"',
         "update_interval_seconds": "300",
         "restore_jobs": "2",
+        # Slack's real pace (1/s, burst 3) would make every test wait on it; the pacing test sets it.
+        "slack_posts_per_second": "50",
+        "slack_post_burst": "50",
     } | overrides
     path = tmp_path / "rollback-bot.toml"
     path.write_text(textwrap.dedent(f"""\
@@ -125,6 +129,8 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "",
         approvers = ["{APPROVER}", "{APPROVER_2}", "{LEAD}", "S0DBAS"]
         two_person_rule = {values['two_person_rule']}
         update_interval_seconds = {values['update_interval_seconds']}
+        slack_posts_per_second = {values['slack_posts_per_second']}
+        slack_post_burst = {values['slack_post_burst']}
         {bot_extra}
 
         [environments.staging]
@@ -140,6 +146,14 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "",
         {env_extra}
         """), encoding="utf-8")
     return path
+
+
+def add_people(slack: FakeSlack) -> None:
+    """The workspace's people: the roles the test config names, a bystander and a usergroup."""
+    for user, name in ((OPERATOR, "ops.olivia"), (LEAD, "lead.lee"), (APPROVER, "dba.alice"),
+                       (APPROVER_2, "dba.bob"), (BYSTANDER, "dev.dan"), (GROUP_MEMBER, "dba.gina")):
+        slack.add_user(user, name)
+    slack.add_usergroup("S0DBAS", [GROUP_MEMBER])
 
 
 def credentials(api_url: str) -> SlackCredentials:
@@ -184,13 +198,13 @@ class Harness:
 
 
 async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "", env_extra: str = "",
-                        **overrides: str):
+                        prepare: Callable[[FakeSlack], None] | None = None, **overrides: str):
+    """The fake Slack, then the bot serving HTTP; `prepare` may set the fake up before the bot starts."""
     slack = FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN)
     await slack.start()
-    for user, name in ((OPERATOR, "ops.olivia"), (LEAD, "lead.lee"), (APPROVER, "dba.alice"),
-                       (APPROVER_2, "dba.bob"), (BYSTANDER, "dev.dan"), (GROUP_MEMBER, "dba.gina")):
-        slack.add_user(user, name)
-    slack.add_usergroup("S0DBAS", [GROUP_MEMBER])
+    if prepare is not None:
+        prepare(slack)
+    add_people(slack)
     settings = load_settings(write_config(tmp_path, crm, app, bot_extra, env_extra, **overrides))
     runtime = BotRuntime(settings, credentials(slack.api_url))
     port = await runtime.serve_http("127.0.0.1", 0)

@@ -61,5 +61,11 @@ def thread(h: Harness) -> str:
     return "\n".join(m.all_text() for m in h.slack.messages(CHANNEL, include_replies=True))
 
 
+def lines(h: Harness) -> list[str]:
+    """Every line of every message's fallback text in the incident channel, threads included, in
+    order: progress lines that piled up behind Slack's pace arrive together, as one message."""
+    return [line for m in h.slack.messages(CHANNEL, include_replies=True) for line in m.text.splitlines()]
+
+
 def audit_actions(h: Harness) -> list[tuple[str, str, str]]:
     return [(e.actor, e.action, e.outcome) for e in h.store().audit_events()]

@@ -117,3 +117,12 @@ def test_one_formatter_each():
     assert readable.duration(None) == "" and readable.duration(None, unknown="unknown") == "unknown"
     assert readable.size(512) == "512 B" and readable.size(126 * 2**20) == "126.0 MB"
     assert readable.first_line("\n  SELECT  a, b\n FROM x", 8) == "SELECT …" and readable.count(1, "table") == "1 table"
+
+
+def test_the_slack_manifest_hints_every_verb():
+    import re
+    from pathlib import Path
+
+    manifest = (Path(__file__).parents[2] / "manifest.yml").read_text()
+    hint = re.search(r'usage_hint: "([^"]+)"', manifest).group(1)
+    assert all(re.search(rf"(?<![\w-]){re.escape(v.name)}(?![\w-])", hint) for v in typed_verbs()), hint
