@@ -172,6 +172,79 @@ def _check_ids(value: list[str]) -> list[str]:
     return value
 
 
+class _Delivery(_Strict):
+    """How hard a page or a mail is tried: `tries` attempts, pausing `retry_seconds`, doubling each time."""
+
+    tries: int = Field(5, ge=1, le=20)
+    retry_seconds: float = Field(2.0, gt=0, le=600)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)  # one attempt's limit
+
+
+class PagingConfig(_Delivery):
+    """`[paging]`: PagerDuty through its Events API v2. The integration key is read from the environment."""
+
+    pagerduty_routing_key_env: str = "PAGERDUTY_ROUTING_KEY"
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    page_at_level: int = Field(3, ge=1, le=3)
+
+    @field_validator("pagerduty_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL (PagerDuty's is https://events.pagerduty.com/v2/enqueue)")
+        return value
+
+    @property
+    def routing_key(self) -> SecretStr:
+        """The integration key, from the variable named by `pagerduty_routing_key_env` (checked at load time)."""
+        return SecretStr(os.environ.get(self.pagerduty_routing_key_env, ""))
+
+
+class EmailConfig(_Delivery):
+    """`[email]`: the incident's mail through SMTP. The login comes from the environment, if any."""
+
+    smtp_host: str = Field(min_length=1)
+    smtp_port: int | None = Field(None, ge=1, le=65535)  # default: 465 with ssl, 587 with starttls, else 25
+    starttls: bool = False
+    ssl: bool = False  # implicit TLS from the first byte (port 465)
+    ca_file: Path | None = None  # a private CA to trust besides the system's (a company relay)
+    username_env: str | None = None
+    password_env: str | None = None
+    sender: str = Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    recipients: list[str] = Field(min_length=1)
+    email_at_level: int = Field(2, ge=1, le=3)
+    email_updates: bool = False
+    timeout_seconds: float = Field(15.0, gt=0, le=120)
+
+    @field_validator("recipients")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not re.fullmatch(r"[^@\s<>,]+@[^@\s<>,]+", address):
+                raise ValueError(f"expected plain mail addresses (dba-team@example.com), got {address!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> EmailConfig:
+        if self.starttls and self.ssl:
+            raise ValueError("choose one of `starttls = true` (port 587) or `ssl = true` (port 465), not both")
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("set both `username_env` and `password_env`, or neither (a relay without login)")
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.smtp_port or (465 if self.ssl else 587 if self.starttls else 25)
+
+    @property
+    def username(self) -> str | None:
+        return os.environ.get(self.username_env) if self.username_env else None
+
+    @property
+    def password(self) -> SecretStr | None:
+        return SecretStr(os.environ.get(self.password_env, "")) if self.password_env else None
+
+
 class LocalConfig(_Strict):
     """`[local]`: how `rollback-bot local` shows the configured people in its browser workspace."""
 
@@ -185,6 +258,8 @@ class Settings(_Strict):
     bot: BotConfig
     environments: dict[str, Environment] = Field(min_length=1)
     local: LocalConfig = Field(default_factory=LocalConfig)
+    paging: PagingConfig | None = None  # without it nothing is paged
+    email: EmailConfig | None = None  # without it nothing is mailed
     config_path: Path = Path("rollback-bot.toml")
 
     @property
@@ -209,7 +284,7 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
         settings = Settings.model_validate({**raw, "config_path": path})
     except ValidationError as exc:
         raise ConfigError("\n".join(_describe(path, error) for error in exc.errors())) from None
-    problems = list(_environment_problems(path, settings))
+    problems = list(_environment_problems(path, settings)) + list(_outreach_problems(path, settings))
     if problems:
         raise ConfigError("\n".join(problems))
     return _resolved(settings, path.resolve().parent)
@@ -247,6 +322,26 @@ def _environment_problems(path: Path, settings: Settings):
             yield f"{path}: environments.{name}.dsn: expected the database name in the DSN (…/crm_staging)"
 
 
+def _outreach_problems(path: Path, settings: Settings):
+    """The paging and mail secrets must be in the environment when the bot starts, not found missing mid-incident."""
+    if settings.paging is not None:
+        name = settings.paging.pagerduty_routing_key_env
+        if not os.environ.get(name):
+            yield (f"{path}: paging.pagerduty_routing_key_env: environment variable {name} is not set "
+                   "(expected the integration key of a PagerDuty service's Events API v2 integration)")
+        elif not re.fullmatch(r"[A-Za-z0-9]{32}", os.environ[name]):
+            yield (f"{path}: paging.pagerduty_routing_key_env: {name} is not an Events API v2 integration key "
+                   "(expected its 32 letters and digits, from the service's Integrations tab)")
+    if settings.email is not None:
+        for key in ("username_env", "password_env"):
+            name = getattr(settings.email, key)
+            if name is not None and not os.environ.get(name):
+                yield f"{path}: email.{key}: environment variable {name} is not set (expected the SMTP login's {key[:-4]})"
+        ca_file = settings.email.ca_file
+        if ca_file is not None and not (ca_file if ca_file.is_absolute() else path.resolve().parent / ca_file).is_file():
+            yield f"{path}: email.ca_file: {ca_file} is not a file (expected a PEM bundle of the CA to trust)"
+
+
 def _resolved(settings: Settings, base: Path) -> Settings:
     def absolute(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else base / p)
@@ -261,4 +356,5 @@ def _resolved(settings: Settings, base: Path) -> Settings:
                                      "migrations_dir": absolute(env.migrations_dir)})
         for name, env in settings.environments.items()
     }
-    return settings.model_copy(update={"bot": bot, "environments": environments})
+    email = settings.email and settings.email.model_copy(update={"ca_file": absolute(settings.email.ca_file)})
+    return settings.model_copy(update={"bot": bot, "environments": environments, "email": email})

@@ -53,6 +53,7 @@ class UnknownVerb:
 class Help:
     verbs: tuple[tuple[str, str, str], ...]  # (usage, what it does, who may)
     environments: tuple[str, ...]
+    outreach: tuple[str, ...] = ()  # whether and when PagerDuty and the mail recipients are told
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,11 @@ class Problem:
 
 @dataclass(frozen=True)
 class StatusReport:
-    """`/rollback status`: one row per open incident (actions.incidents.reads.StatusRow)."""
+    """`/rollback status`: one row per open incident (actions.incidents.reads.StatusRow), and the pages
+    and mails of incidents not yet closed that were given up or are still being tried after a failure."""
 
     rows: tuple
+    undelivered: tuple = ()  # actions.incidents.reads.Undelivered
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from actions.engine.runner import Runner
 from actions.engine.snapshot import Snapshot, take_snapshot
 from actions.incidents.desk import IncidentDesk
 from actions.incidents.reads import Reads, SentMessages, StatusRow, run_status, status_rows
+from actions.outreach.courier import Courier
 from actions.plans.cleanup import leftovers
 from actions.redact import Redactor
 from actions.results import (
@@ -71,6 +72,7 @@ class RollbackService:
         self.watches = WatchDesk(settings, store, watch_emit)
         self.reads = Reads(store)
         self.sent = SentMessages(store)
+        self.outreach = Courier(settings, store, emit, redactor)  # pages and mails, beside the runs
 
     async def stop_runs(self) -> None:
         """Stop the running steps: the runs stay open in the store, and the next start reports them."""
@@ -132,7 +134,17 @@ class RollbackService:
 
     def help(self) -> Help:
         return Help(tuple((v.usage, v.summary, v.who.value) for v in VERBS.values() if v.typed),
-                    tuple(self.settings.environments))
+                    tuple(self.settings.environments), self._outreach_lines())
+
+    def _outreach_lines(self) -> tuple[str, ...]:
+        paging, email = self.settings.paging, self.settings.email
+        return (
+            f"PagerDuty: incidents at level {paging.page_at_level} and above are paged, and resolved with them"
+            if paging else "PagerDuty: not configured (add a [paging] table to page the on-call)",
+            f"Email: incidents at level {email.email_at_level} and above are mailed to {', '.join(email.recipients)}"
+            + (", with the status updates" if email.email_updates else "")
+            if email else "Email: not configured (add an [email] table to mail the DBA team)",
+        )
 
     async def _carry_out(self, actor: Actor, verb: Verb, environment: str | None, rest: list[str]):
         match verb.starts:
@@ -158,7 +170,7 @@ class RollbackService:
             case Starts.STATUS:
                 if rest:
                     return InvalidArguments(f"Unexpected words: {' '.join(rest)}")
-                return StatusReport(tuple(await self.reads.status()))
+                return StatusReport(tuple(await self.reads.status()), tuple(await self.reads.undelivered()))
         raise AssertionError(f"verb {verb.name} starts nothing known")
 
     async def _authorize(self, actor: Actor, verb: Verb, environment: str | None, **detail) -> Refused | None:

@@ -12,11 +12,18 @@ from actions.diagnose.model import Diagnosis
 from actions.engine.plan import ApprovalPreview, RunOutcome
 from actions.engine.progress import ProgressView
 from actions.engine.snapshot import Snapshot
-from actions.incidents.reads import ChecklistGroupState, ChecklistItem, IncidentState, RunStatus, StatusRow
+from actions.incidents.reads import (
+    ChecklistGroupState,
+    ChecklistItem,
+    IncidentState,
+    RunStatus,
+    StatusRow,
+    Undelivered,
+)
 from actions.watch.watcher import WatchAlert, WatchEnded, WatchEvent, WatchStarted, WatchSummary
 
 __all__ = [
     "ApprovalPreview", "BackupTaken", "ChecklistGroupState", "ChecklistItem", "DiffReport", "Diagnosis",
-    "IncidentState", "ProgressView", "RunOutcome", "RunStatus", "Snapshot", "StatusRow", "WatchAlert", "WatchEnded",
+    "IncidentState", "ProgressView", "RunOutcome", "RunStatus", "Snapshot", "StatusRow", "Undelivered", "WatchAlert", "WatchEnded",
     "WatchEvent", "WatchStarted", "WatchSummary",
 ]

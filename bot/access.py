@@ -25,6 +25,7 @@ class Access:
         self.client = client
         self.cache_seconds = cache_seconds
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._names: dict[str, str] = {}
 
     async def actor(self, user_id: str) -> Actor:
         """The user with every role they hold directly or through a usergroup."""
@@ -43,6 +44,18 @@ class Access:
             for user in (sorted(await self._group(entry)) if entry.startswith("S") else [entry]):
                 users.setdefault(user)
         return list(users)
+
+    async def name(self, user_id: str) -> str:
+        """How a person is called outside Slack (pages, mail): their real name from users.info, or the
+        id when Slack cannot say."""
+        if user_id not in self._names:
+            try:
+                user = (await self.client.users_info(user=user_id))["user"]
+                self._names[user_id] = user.get("real_name") or user.get("name") or user_id
+            except SlackApiError as exc:
+                log.warning("users.info %s failed (%s); showing the id", user_id, exc.response.get("error"))
+                return user_id
+        return self._names[user_id]
 
     async def _group(self, group_id: str) -> frozenset[str]:
         cached = self._groups.get(group_id)

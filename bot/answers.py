@@ -26,6 +26,7 @@ from actions.results import (
     WatchOn,
 )
 from actions.status import BackupTaken, Diagnosis, DiffReport, StatusRow
+from bot import presenters
 from messages import diff as diff_message
 from messages import replies
 from messages.blocks import SlackMessage
@@ -57,8 +58,8 @@ def reply(answer, settings: Settings) -> SlackMessage | Public | None:
             return replies.unknown_environment(environment, list(known))
         case UnknownVerb(verb=verb, known=known):
             return replies.unknown_verb(verb, list(known))
-        case Help(verbs=verbs, environments=environments):
-            return replies.help_message(list(verbs), list(environments))
+        case Help(verbs=verbs, environments=environments, outreach=outreach):
+            return replies.help_message(list(verbs), list(environments), list(outreach))
         case Declared(incident=incident, new=new):
             return replies.declared(incident.id, incident.environment, incident.channel, new)
         case ReportRegenerated(incident=incident):
@@ -96,8 +97,9 @@ def reply(answer, settings: Settings) -> SlackMessage | Public | None:
             # The reason says who stopped it, or that its time ran out just before the stop arrived.
             return replies.note(f"🏁 The watch of `{environment}` ended after {duration(seconds)}: {reason}. "
                                 f"Its summary is posted in <#{channel}>.")
-        case StatusReport(rows=rows):
-            return replies.status_message([status_line(row) for row in rows])
+        case StatusReport(rows=rows, undelivered=undelivered):
+            return replies.status_message([status_line(row) for row in rows],
+                                          [presenters.undelivered_line(u) for u in undelivered])
     raise TypeError(f"no reply for {answer!r}")
 
 

@@ -21,6 +21,7 @@ from bot.deps import Deps
 from bot.metrics import SlackMetrics
 from bot.notifier import Notifier
 from bot.outbox import Outbox
+from bot.outreach import Outreach
 from bot.poster import Poster
 from bot.redaction import RedactingWebClient, redact_responses
 from bot.schedule import Schedule
@@ -57,6 +58,10 @@ def redactor_for(settings: Settings, credentials: SlackCredentials) -> Redactor:
     secrets = list(credentials.secrets())
     for env in settings.environments.values():
         secrets += dsn_secrets(env.resolved_dsn.get_secret_value())
+    if settings.paging is not None:
+        secrets.append(settings.paging.routing_key.get_secret_value())
+    if settings.email is not None and settings.email.password is not None:
+        secrets.append(settings.email.password.get_secret_value())
     return Redactor(secrets)
 
 
@@ -67,18 +72,22 @@ def create_app(settings: Settings, credentials: SlackCredentials, *, socket_mode
     metrics = SlackMetrics(registry)
     client = web_client(credentials, redact, metrics)
     access = Access(settings, client)
-    # The service emits into the notifier and the watch poster, which read through the service:
-    # the lambdas let those be built second.
-    service = RollbackService(settings, lambda event: notifier.emit(event), redact,
-                              lambda event: watch_posts.emit(event), registry)
+    # The service emits into the notifier, outreach and the watch poster, which read through the
+    # service: the lambdas let those be built second.
+    def emit(event) -> None:
+        notifier.emit(event)
+        outreach.emit(event)
+
+    service = RollbackService(settings, emit, redact, lambda event: watch_posts.emit(event), registry)
     outbox = Outbox(redact, rate=settings.bot.slack_posts_per_second, burst=settings.bot.slack_post_burst)
     metrics.queue(outbox.depth, outbox.oldest_seconds)
     poster = Poster(posting_client(credentials, redact, metrics), service, redact, outbox, api=client)
     notifier = Notifier(poster, settings, service, access)
+    outreach = Outreach(settings, service, poster, access)
     watch_posts = WatchPoster(service, poster, redact)
-    schedule = Schedule(settings, service, poster, notifier)
+    schedule = Schedule(settings, service, poster, emit)
     notifier.schedule = schedule
-    deps = Deps(settings, service, access, notifier, schedule, redact, watch_posts, metrics)
+    deps = Deps(settings, service, access, notifier, schedule, redact, watch_posts, metrics, outreach)
     app = AsyncApp(
         client=client,
         signing_secret=credentials.signing_secret.get_secret_value() if credentials.signing_secret else None,

@@ -10,6 +10,7 @@ from actions.service import RollbackService
 from bot.access import Access
 from bot.metrics import SlackMetrics
 from bot.notifier import Notifier
+from bot.outreach import Outreach
 from bot.schedule import Schedule
 from bot.watching import WatchPoster
 
@@ -24,3 +25,4 @@ class Deps:
     redact: Redactor
     watch_posts: WatchPoster  # `/rollback watch` events -> the channel
     slack_metrics: SlackMetrics  # Web API calls and the outbox, beside the service's own figures
+    outreach: Outreach  # events -> pages and mails, on their own queue

@@ -7,8 +7,8 @@ updates, an approval request's `ts` for its decision) is read when the later let
 and a channel's letters keep their order. A message that cannot be sent is logged with an error
 id and skipped, because a rollback must never wait on Slack.
 
-What people must act on goes ahead of the progress lines (`urgent`): approval requests and their
-decisions, pages to approvers, RESOLVED.
+What people must act on goes ahead of the progress lines (`urgent`): the alert, approval requests
+and the update that shows their decision, pages to approvers, RESOLVED, a page or mail given up.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from actions.config import Settings
 from actions.engine.events import (
     ApprovalDecided,
     ApprovalRequested,
+    DeliveryEnded,
     Escalated,
     Event,
     IncidentChanged,
@@ -37,7 +38,7 @@ from actions.engine.events import (
 )
 from actions.results import new_error_id
 from actions.service import RollbackService
-from actions.store.records import ApprovalState, IncidentStatus, RunState, StepState
+from actions.store.records import ApprovalState, DeliveryState, IncidentStatus, RunState, StepState
 from bot import presenters
 from bot.access import Access
 from bot.channels import open_incident_channel
@@ -46,6 +47,7 @@ from bot.postincident import PostIncident
 from messages import lifecycle
 from messages.approval import approval_message
 from messages.incident import alert, decision_line, resolved, resolved_by_hand, run_ended, run_started, step_line
+from messages.outreach import delivery_line
 from messages.update import status_update
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,11 @@ class Notifier:
                 await self.post_incident.redraw(incident.id, what)
             case UpdateDue(incident_id=incident_id):
                 await self._status_update(incident_id)
+            case DeliveryEnded(incident=incident, delivery=delivery):
+                # A page or mail given up is something to do by hand: it goes ahead of progress lines.
+                sent = delivery.state is DeliveryState.SENT
+                await self.poster.to_incident(incident.id, delivery_line(presenters.delivery_view(delivery)),
+                                              thread=True, progress=sent, urgent=not sent)
 
     async def _status_update(self, incident_id: str) -> None:
         """One status update from live execution state; the alert's ETA is refreshed with it."""
@@ -178,7 +185,11 @@ class Notifier:
 
             async def remember(answer: dict) -> None:
                 await self.service.sent.alert(incident_id, answer["ts"])
-            self.poster.post(incident.channel, message, urgent=True, on_sent=remember)
+
+            def given_up(sent: asyncio.Future) -> None:  # Slack refused it: the next change posts it afresh
+                if not sent.cancelled() and sent.exception() is not None:
+                    self._alerts_queued.discard(incident_id)
+            self.poster.post(incident.channel, message, urgent=True, on_sent=remember).add_done_callback(given_up)
             return
         self.poster.update(incident.channel, lambda: self.poster.alert_ts(incident_id), message,
                            replaces=f"alert:{incident_id}")

@@ -6,7 +6,7 @@ the swap), so every letter goes into its channel's lane:
 
 - each lane takes a token from its own bucket (`POSTS_PER_SECOND`, `BURST`) before a post, and
   a 429 pauses only that lane for `Retry-After`: one busy channel never delays another (the
-  approvers' DMs, another incident's channel);
+  approvers' DMs, another incident's channel); the burst's last token is kept for urgent letters;
 - urgent letters (approval requests and decisions, RESOLVED, pages to approvers) go ahead of the
   queued progress lines, together with the earlier letters of their own group (a thread, or a
   channel's top level), which go first: order within a group is kept;
@@ -23,6 +23,7 @@ land) are the poster's (`bot/poster.py`); this module only schedules them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -67,12 +68,13 @@ class TokenBucket:
         self.rate, self.capacity = rate, float(burst)
         self.tokens, self.stamp = float(burst), time.monotonic()
 
-    def wait_seconds(self) -> float:
-        """How long until a token is there (0: now)."""
+    def wait_seconds(self, keep: float = 0.0) -> float:
+        """How long until a token is there with `keep` more left over (0: now)."""
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+        need = 1 + keep
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
 
     def take(self) -> None:
         self.tokens -= 1
@@ -85,14 +87,17 @@ class Lane:
         self.outbox, self.channel = outbox, channel
         self.queue: list[Letter] = []
         self.bucket = TokenBucket(outbox.rate, outbox.burst)
+        # One token of the burst is kept for urgent letters: an approval request asked right after
+        # the alert and the first progress lines still goes at once, not a second later.
+        self.reserve = 1.0 if outbox.burst > 1 else 0.0
         self.wake = asyncio.Event()
         self.busy = False
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"slack lane {channel}")
 
-    def _pick(self) -> int:
-        """Which letter goes next: the earliest letter still queued of the urgent letter that can
-        go soonest (the fewest posts of its group ahead of it, which go first: order within a
-        group is kept); without an urgent letter, the oldest."""
+    def _pick(self) -> tuple[int, bool]:
+        """Which letter goes next, and whether it goes for an urgent one: the earliest letter still
+        queued of the urgent letter that can go soonest (the fewest posts of its group ahead of it,
+        which go first: order within a group is kept); without an urgent letter, the oldest."""
         best: tuple[int, int] | None = None  # (posts it waits for, index of its group's earliest letter)
         for index, letter in enumerate(self.queue):
             if letter.urgent:
@@ -101,7 +106,7 @@ class Lane:
                 start = self.queue.index(ahead[0]) if ahead else index
                 if best is None or cost < best[0]:
                     best = (cost, start)
-        return best[1] if best else 0
+        return (best[1], True) if best else (0, False)
 
     def _take(self, pick: int) -> list[Letter]:
         """The picked letter, and if it is a progress line, the lines of its thread queued right
@@ -125,12 +130,14 @@ class Lane:
             while not self.queue:
                 self.wake.clear()
                 await self.wake.wait()
-            pick = self._pick()
+            pick, urgent = self._pick()
             if self.queue[pick].post:
-                if pause := self.bucket.wait_seconds():
-                    # Choose again once a token is there: an urgent letter may come meanwhile, and
-                    # more progress lines may join the batch.
-                    await asyncio.sleep(pause)
+                if pause := self.bucket.wait_seconds(keep=0.0 if urgent else self.reserve):
+                    # Choose again once a token is there, or as soon as a letter comes (it may be
+                    # urgent); more progress lines may join the batch meanwhile.
+                    self.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), pause)
                     continue
                 self.bucket.take()
             batch = self._take(pick)

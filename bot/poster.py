@@ -84,7 +84,7 @@ class Poster:
         self.sent = service.sent
         self.redact = redact
         self.outbox = outbox
-        self._dm_channels: dict[str, str] = {}  # user id -> their DM channel (for the duplicate check)
+        self._dm_channels: dict[str, str] = {}  # user id -> the DM channel with them
 
     async def channel(self, incident_id: str) -> str:
         return (await self.reads.incident(incident_id)).channel
@@ -173,6 +173,8 @@ class Poster:
     async def _post(self, channel: str, message: SlackMessage, thread_ts: str | None = None,
                     broadcast: bool = False) -> dict:
         """chat.postMessage, tagged with its own id, never posted twice (see the module's docstring)."""
+        if channel[:1] in ("U", "W"):  # a page to a person: into their DM, whose history can be searched
+            channel = await self._dm(channel)
         own_id = secrets.token_hex(8)
         since = time.time() - 1
         extra: dict[str, Any] = {"thread_ts": thread_ts, "reply_broadcast": broadcast} if thread_ts else {}
@@ -181,8 +183,6 @@ class Poster:
             answer = await self.client.chat_postMessage(
                 channel=channel, text=self._text(message), blocks=message.blocks, unfurl_links=False,
                 metadata={"event_type": METADATA_EVENT, "event_payload": {"id": own_id}}, **extra)
-            if channel[:1] in ("U", "W"):
-                self._dm_channels[channel] = answer["channel"]
             return answer.data
 
         async def landed() -> dict | None:
@@ -190,11 +190,15 @@ class Poster:
 
         return await deliver(send, "a message", landed=landed)
 
+    async def _dm(self, user: str) -> str:
+        """The DM channel (D…) with `user`, opened once (conversations.open is idempotent)."""
+        if user not in self._dm_channels:
+            answer = await deliver(lambda: self.client.conversations_open(users=user), "opening a DM")
+            self._dm_channels[user] = answer["channel"]["id"]
+        return self._dm_channels[user]
+
     async def _find(self, channel: str, thread_ts: str | None, own_id: str, since: float) -> dict | None:
         """The answer a post tagged `own_id` would have had, if it is in the channel (or the thread)."""
-        channel = self._dm_channels.get(channel, channel)
-        if channel[:1] in ("U", "W"):
-            return None  # a first DM's channel is not known yet: nothing to search
         if thread_ts:
             page = await self.client.conversations_replies(channel=channel, ts=thread_ts, oldest=f"{since:.6f}",
                                                            include_all_metadata=True, limit=100)

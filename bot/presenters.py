@@ -18,10 +18,13 @@ from actions.status import (
     RunOutcome,
     RunStatus,
     Snapshot,
+    Undelivered,
 )
 from actions.store.records import (
     AlertStatus,
     Approval,
+    Delivery,
+    DeliveryState,
     Incident,
     IncidentStatus,
     StepRecord,
@@ -29,6 +32,7 @@ from actions.store.records import (
     parse_time,
     utcnow,
 )
+from messages.outreach import MAIL_WHAT, DeliveryView, PageView
 from messages.views import (
     AlertView,
     ApprovalView,
@@ -150,3 +154,32 @@ def signoff_view(incident: Incident, signoffs: dict[str, dict], settings: Settin
     return SignoffView(incident.id, tuple(
         (role, title, role in required, signoffs.get(role, {}).get("user"), parse_time(signoffs.get(role, {}).get("at")))
         for role, title in SIGNOFF_ROLES.items()), incident.closed_at if incident.status is IncidentStatus.CLOSED else None)
+
+
+def page_view(state: IncidentState, snapshot: Snapshot, settings: Settings, requested_by: str, link: str) -> PageView:
+    incident = state.incident
+    env = settings.environments.get(incident.environment)
+    database = env.target if env else incident.environment
+    return PageView(
+        incident_id=incident.id, environment=incident.environment, level=incident.level,
+        level_name=state.level_name, status=incident.alert_status.value, summary=incident.summary,
+        source=database.split(":", 1)[0], database=database, requested_by=requested_by,
+        current_step=snapshot.current and snapshot.current.title, link=link, at=utcnow())
+
+
+def delivery_view(delivery: Delivery) -> DeliveryView:
+    payload = delivery.payload
+    return DeliveryView(
+        incident_id=delivery.incident_id, transport=delivery.transport, kind=delivery.kind,
+        sent=delivery.state is DeliveryState.SENT, severity=payload.get("payload", {}).get("severity"),
+        recipients=tuple(payload.get("to", ())), error=delivery.last_error)
+
+
+def undelivered_line(item: Undelivered) -> str:
+    """A line of `/rollback status` for a page or a mail in trouble."""
+    what = (f"PagerDuty {item.kind}" if item.transport == "pagerduty"
+            else f"{MAIL_WHAT.get(item.kind, item.kind)} email")
+    if item.given_up:
+        todo = "page by hand" if item.transport == "pagerduty" else "email it by hand"
+        return f"{item.incident_id}: {what} {item.reason}: {todo}"
+    return f"{item.incident_id}: {what} still being tried ({item.attempts} tries so far; last: {item.reason})"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import timedelta
+from typing import Callable
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,7 +22,7 @@ from actions.config import Settings
 from actions.results import new_error_id
 from actions.service import RollbackService
 from actions.store.records import Incident, IncidentStatus, utcnow
-from bot.notifier import Notifier, UpdateDue
+from bot.notifier import UpdateDue
 from bot.poster import Poster
 from messages.postincident import reminder
 
@@ -29,12 +30,13 @@ log = logging.getLogger(__name__)
 
 
 class Schedule:
-    def __init__(self, settings: Settings, service: RollbackService, poster: Poster, notifier: Notifier):
+    def __init__(self, settings: Settings, service: RollbackService, poster: Poster,
+                 emit: Callable[[UpdateDue], None]):
         self.settings = settings
         self.service = service
         self.reads = service.reads
         self.poster = poster
-        self.notifier = notifier
+        self.emit = emit  # to the notifier (the channel's update) and to outreach (the mailed one)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
 
     async def resume(self) -> None:
@@ -87,7 +89,7 @@ class Schedule:
     async def update_due(self, incident_id: str) -> None:
         """The clock struck: queue the update behind the events already waiting, so an update
         never lands after the RESOLVED message (the notifier checks the status when it posts)."""
-        self.notifier.emit(UpdateDue(incident_id))
+        self.emit(UpdateDue(incident_id))
 
     async def remind(self, incident_id: str, group_key: str) -> None:
         """Remind the channel of the group's unticked items, once (the desk decides whether it is due)."""

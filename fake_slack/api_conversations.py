@@ -66,6 +66,16 @@ def invite(ws: Workspace, args: dict) -> dict:
     return {"channel": chan.to_api(ws.bot_user_id)}
 
 
+def open_dm(ws: Workspace, args: dict) -> dict:
+    """conversations.open with one user: the DM between that user and the bot (opened if new)."""
+    users = as_list(require(args, "users", "users_list_not_supplied"))
+    if len(users) != 1:
+        raise ApiError("not_supported")  # a group DM: the bot never opens one
+    if users[0] not in ws.users:
+        raise ApiError("user_not_found")
+    return {"channel": {"id": resolve_channel(ws, users[0]).id}}
+
+
 def info(ws: Workspace, args: dict) -> dict:
     """conversations.info."""
     chan = resolve_channel(ws, require(args, "channel", "channel_not_found"), allow_dm=False)
@@ -155,6 +165,7 @@ METHODS: dict[str, Handler] = {
     "conversations.create": create,
     "conversations.invite": invite,
     "conversations.info": info,
+    "conversations.open": open_dm,
     "conversations.members": members,
     "conversations.history": history,
     "conversations.replies": replies,

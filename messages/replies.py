@@ -11,11 +11,13 @@ def _reply(text: str, *extra: str) -> SlackMessage:
     return SlackMessage(" ".join([text, *extra]), blocks)
 
 
-def help_message(verbs: list[tuple[str, str, str]], environments: list[str]) -> SlackMessage:
-    """`verbs`: (usage, what it does, who may) of every verb, in order (actions/verbs.py)."""
+def help_message(verbs: list[tuple[str, str, str]], environments: list[str], outreach: list[str] = ()) -> SlackMessage:
+    """`verbs`: (usage, what it does, who may) of every verb, in order (actions/verbs.py); `outreach`:
+    whether incidents are paged and mailed (a line each)."""
     lines = [f"• `{usage}` — {what} _({who})_" for usage, what, who in verbs]
     return _reply("*rollback-bot* verbs:\n" + "\n".join(lines),
-                  "Environments: " + (", ".join(f"`{e}`" for e in environments) or "none configured") + ".")
+                  "Environments: " + (", ".join(f"`{e}`" for e in environments) or "none configured") + ". "
+                  + " ".join(f"{line}." for line in outreach))
 
 
 def unknown_verb(verb: str, verbs: list[str]) -> SlackMessage:
@@ -72,16 +74,18 @@ def internal_error(error_id: str) -> SlackMessage:
                   "The error id is in the bot's log.")
 
 
-def status_message(lines: list[StatusLine]) -> SlackMessage:
+def status_message(lines: list[StatusLine], undelivered: list[str] = ()) -> SlackMessage:
+    """`undelivered`: a line per page or mail that was given up or is being tried again."""
+    trouble = ("\n\n*Not delivered*\n" + "\n".join(f"• ⚠️ {line}" for line in undelivered)) if undelivered else ""
     if not lines:
-        return _reply("No open incidents and no running rollbacks.")
+        return _reply("No open incidents and no running rollbacks." + trouble)
     rows = []
     for line in lines:
         run = (f"run {line.run_id}: {line.run_state}" + (f", step: {line.current_step}" if line.current_step else "")
                + (f", requested by {mention(line.requested_by)}" if line.requested_by else "")) if line.run_id else "no run"
         rows.append(f"• *{line.incident_id}* · `{line.environment}` · {line.alert_status} since "
                     f"{line.declared_at:%Y-%m-%d %H:%M} UTC — {run}")
-    return _reply("*Open incidents*\n" + "\n".join(rows))
+    return _reply("*Open incidents*\n" + "\n".join(rows) + trouble)
 
 
 def note(text: str) -> SlackMessage:

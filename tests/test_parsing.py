@@ -78,11 +78,12 @@ def test_full_plan_gates_exactly_the_destructive_steps(mode, gated):
 def test_readme_documents_every_verb_and_config_key():
     from pathlib import Path
 
-    from actions.config import BotConfig, Environment, SmokeCheck
+    from actions.config import BotConfig, EmailConfig, Environment, PagingConfig, SmokeCheck
     from actions.verbs import typed_verbs
 
     readme = (Path(__file__).parent.parent / "README.md").read_text().replace("\\|", "|")  # a table cell escapes |
     assert all(f"`{verb.usage}`" in readme for verb in typed_verbs())
-    keys = set(BotConfig.model_fields) | set(Environment.model_fields) - {"name"}
+    keys = (set(BotConfig.model_fields) | set(Environment.model_fields) | set(PagingConfig.model_fields)
+            | set(EmailConfig.model_fields)) - {"name"}
     assert all(f"`{key}`" in readme for key in keys if key not in ("dsn", "dsn_env")) and "`dsn` / `dsn_env`" in readme
     assert all(key in readme for key in SmokeCheck.model_fields)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from actions.engine.plan import RunOutcome
-from actions.store.records import Approval, Incident, Run, StepRecord
+from actions.store.records import Approval, Delivery, Incident, Run, StepRecord
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,15 @@ class RunEnded:
     plan_title: str = ""
 
 
+@dataclass(frozen=True)
+class DeliveryEnded:
+    """A page or a mail was delivered, or given up (`actions/outreach/`): the thread says which."""
+
+    incident: Incident
+    delivery: Delivery
+
+
 Event = (IncidentDeclared | SeverityAsked | SeverityChosen | Escalated | IncidentChanged | RunStarted | StepChanged
-         | ApprovalRequested | ApprovalDecided | RunEnded | ReportWritten | PostIncidentChanged)
+         | ApprovalRequested | ApprovalDecided | RunEnded | ReportWritten | PostIncidentChanged
+         | DeliveryEnded)
 Emit = Callable[[Event], None]

@@ -15,7 +15,16 @@ from datetime import datetime
 from actions.incidents.checklist import CHECKLIST
 from actions.incidents.desk import LEVELS
 from actions.plans.facts import BackupRef, RunFacts
-from actions.store.records import Approval, Incident, IncidentStatus, Run, RunState, StepRecord, StepState
+from actions.store.records import (
+    Approval,
+    DeliveryState,
+    Incident,
+    IncidentStatus,
+    Run,
+    RunState,
+    StepRecord,
+    StepState,
+)
 from actions.store.sqlite import AsyncStore
 
 
@@ -55,6 +64,18 @@ class StatusRow:
     run_state: str | None
     current_step: str | None
     requested_by: str | None
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """A page or a mail that was given up, or is still being tried after a failed attempt."""
+
+    incident_id: str
+    transport: str  # pagerduty / email
+    kind: str
+    given_up: bool
+    reason: str
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,13 @@ class Reads:
     async def run_status(self, run_id: str) -> RunStatus:
         return run_status(await self._store.run(run_id), await self._store.steps(run_id))
 
+    async def swapped_run(self, incident_id: str) -> RunStatus | None:
+        """The latest run of the incident that swapped a restored copy in (a full rollback), if any."""
+        for run in reversed(await self._store.runs(incident_id=incident_id)):
+            if RunFacts.of(run.facts).swapped:
+                return run_status(run, await self._store.steps(run.id))
+        return None
+
     async def incident_state(self, incident_id: str) -> IncidentState:
         incident = await self._store.incident(incident_id)
         runs = await self._store.runs(incident_id=incident_id)
@@ -123,6 +151,17 @@ class Reads:
 
     async def status(self) -> list[StatusRow]:
         return status_rows(await self._store.overview())
+
+    async def undelivered(self) -> list[Undelivered]:
+        """Failed pages and mails of incidents not closed yet, and those still being tried after an error."""
+        closed = {i.id for i in await self._store.incidents(IncidentStatus.CLOSED)}
+        found = []
+        for d in await self._store.deliveries():
+            troubled = d.state is DeliveryState.FAILED or (d.state is DeliveryState.PENDING and d.last_error)
+            if troubled and d.incident_id not in closed:
+                found.append(Undelivered(d.incident_id, d.transport, d.kind, d.state is DeliveryState.FAILED,
+                                         d.last_error or "", d.attempts))
+        return found
 
     async def checklist(self, incident_id: str) -> tuple[ChecklistGroupState, ...]:
         ticks = await self._store.checklist(incident_id)

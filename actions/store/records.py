@@ -201,6 +201,32 @@ class Approval(_Row):
     _types = {"state": ApprovalState}
 
 
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # queued, or being tried (also after a restart: it is tried again)
+    SENT = "sent"  # the pager or the mail server took it; never sent again
+    FAILED = "failed"  # refused, or not reached after every try: shown in the thread and in /rollback status
+
+
+@dataclass(frozen=True)
+class Delivery(_Row):
+    """A page or a mail of an incident, kept until it is delivered or given up (`actions/outreach/`)."""
+
+    seq: int
+    key: str  # unique: one delivery per incident and purpose (a second enqueue of the same key is ignored)
+    incident_id: str
+    transport: str  # "pagerduty" or "email"
+    kind: str  # trigger / resolve; alert / raised / update / resolved / report
+    payload: dict[str, Any]  # what is sent, without secrets (the routing key and the login are added when sending)
+    state: DeliveryState
+    created_at: datetime
+    attempts: int = 0
+    last_error: str | None = None
+    done_at: datetime | None = None
+    _json = ("payload",)
+    _times = ("created_at", "done_at")
+    _types = {"state": DeliveryState}
+
+
 @dataclass(frozen=True)
 class AuditEvent(_Row):
     seq: int

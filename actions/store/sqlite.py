@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import sqlite_utils
 
 from actions.store import audit_chain
+from actions.store.deliveries import DELIVERY_SCHEMA, DeliveryStore
 from actions.store.postincident import PostIncidentStore
 from actions.store.records import (
     AlertStatus,
@@ -104,7 +105,7 @@ class Busy(Exception):
         self.run = run
 
 
-class Store(PostIncidentStore):
+class Store(PostIncidentStore, DeliveryStore):
     """Synchronous access to the state database."""
 
     def __init__(self, path: str | Path):
@@ -116,7 +117,7 @@ class Store(PostIncidentStore):
         self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = FULL")  # a committed transition survives power loss
         self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.executescript(SCHEMA)
+        self.db.executescript(SCHEMA + DELIVERY_SCHEMA)
         self._add_missing_columns()
         self._name_interrupted_runs()
         audit_chain.upgrade(self.db.conn)

@@ -104,8 +104,9 @@ class StandInApp(FlagFileApp):
 
 
 def write_config(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "", env_extra: str = "",
-                 **overrides: str) -> Path:
-    """A config for one environment, `staging`, pointing at the test CRM; `bot_extra` adds lines to [bot]."""
+                 tables: str = "", **overrides: str) -> Path:
+    """A config for one environment, `staging`, pointing at the test CRM; `bot_extra` adds lines to [bot],
+    `tables` whole tables at the end ([paging], [email])."""
     values = {
         "stop_app": '"immediately"',
         "stop": f'[["rm", "-f", "{app.flag}"]]',
@@ -144,7 +145,7 @@ def write_config(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "",
         smoke = [{{ url = "http://127.0.0.1:{app.port}/api/sales", status = 200 }}]
         restore_jobs = {values['restore_jobs']}
         {env_extra}
-        """), encoding="utf-8")
+        """) + textwrap.dedent(tables), encoding="utf-8")
     return path
 
 
@@ -184,6 +185,8 @@ class Harness:
         async with asyncio.timeout(timeout):
             await self.runtime.service.runner.wait_idle()
             await self.runtime.deps.notifier.drain()
+            await self.runtime.deps.outreach.drain()  # pages and mail: sent, or given up after their tries
+            await self.runtime.deps.notifier.drain()  # and the thread's line about each
 
     async def close(self) -> None:
         """Stop the bot (cancelling a run still waiting for a decision) and the fake Slack."""
@@ -198,14 +201,14 @@ class Harness:
 
 
 async def start_harness(tmp_path: Path, crm: Crm, app: StandInApp, bot_extra: str = "", env_extra: str = "",
-                        prepare: Callable[[FakeSlack], None] | None = None, **overrides: str):
+                        prepare: Callable[[FakeSlack], None] | None = None, tables: str = "", **overrides: str):
     """The fake Slack, then the bot serving HTTP; `prepare` may set the fake up before the bot starts."""
     slack = FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN)
     await slack.start()
     if prepare is not None:
         prepare(slack)
     add_people(slack)
-    settings = load_settings(write_config(tmp_path, crm, app, bot_extra, env_extra, **overrides))
+    settings = load_settings(write_config(tmp_path, crm, app, bot_extra, env_extra, tables, **overrides))
     runtime = BotRuntime(settings, credentials(slack.api_url))
     port = await runtime.serve_http("127.0.0.1", 0)
     slack.bot_url = f"http://127.0.0.1:{port}/slack/events"
