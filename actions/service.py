@@ -72,7 +72,7 @@ class RollbackService:
         self.watches = WatchDesk(settings, store, watch_emit)
         self.reads = Reads(store)
         self.sent = SentMessages(store)
-        self.outreach = Courier(settings, store, emit, redactor)  # pages and mails, beside the runs
+        self.outreach = Courier(settings, store, emit, redactor, self.metrics.registry)  # pages and mails
 
     async def stop_runs(self) -> None:
         """Stop the running steps: the runs stay open in the store, and the next start reports them."""
@@ -98,6 +98,7 @@ class RollbackService:
         self.metrics.approvals_waiting.set(await self._store.pending_approval_count())
         for rate in self.runner.restore_rates():
             self.metrics.restore_rate(rate)
+        await self.outreach.refresh_metrics()
 
     # -- the audit trail -------------------------------------------------------------------------
 

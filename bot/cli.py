@@ -86,7 +86,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "demo" or (args.command == "local" and (args.demo or args.config is None)):
         return _demo(args)
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, outreach_secrets=args.command != "local")
         if args.command == "serve":
             return _serve(settings, args)
         if args.command == "local":
@@ -145,7 +145,7 @@ def _demo(args: argparse.Namespace) -> int:
     if getattr(args, "setup_only", False):
         return 0
     hint = ("Try it: as olivia (operator) type  /rollback full demo  — then switch to alice (approver) and press "
-            "Approve. Ctrl-C stops the workspace.")
+            "Approve. The Pager & mail panel shows what the bot paged and mailed. Ctrl-C stops the workspace.")
     try:
         return _local(load_settings(spec.config), args, hint)
     finally:

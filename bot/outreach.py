@@ -20,7 +20,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from actions.config import Settings
-from actions.engine.events import DeliveryEnded, Escalated, Event, IncidentChanged, ReportWritten
+from actions.engine.events import DeliveryEnded, Event, ReportWritten, RunStarted
 from actions.outreach.policy import Due, Moment, Occasion, Transport
 from actions.results import new_error_id
 from actions.service import RollbackService
@@ -145,7 +145,8 @@ class Outreach:
             case "alert":
                 mail = texts.alert_mail(incident.id, env, self._alert_text(state), link)
             case "raised":
-                by = await self._name(event.by) if isinstance(event, (Escalated, IncidentChanged)) and event.by else None
+                by = _who(event)
+                by = await self._name(by) if by else None
                 mail = texts.raised_mail(incident.id, env, incident.level, state.level_name, by,
                                          self._alert_text(state), link)
             case "update":
@@ -159,7 +160,7 @@ class Outreach:
                 report = await _attachment(event)
                 if report is None:
                     raise FileNotFoundError(f"the report of {incident.id} could not be read")
-                mail = texts.report_mail(incident.id, env, item.key.endswith(":final"), report, link)
+                mail = texts.report_mail(incident.id, env, item.kind == "closed", report, link)
         return mail.fields()
 
     def _alert_text(self, state) -> str:
@@ -200,6 +201,13 @@ class Outreach:
             return await asyncio.wait_for(self.access.name(user_id), SLACK_CALL_SECONDS)
         except (aiohttp.ClientError, OSError, TimeoutError):
             return user_id
+
+
+def _who(event) -> str | None:
+    """Who raised the level, when a person did: a raise, an assessment, a rollback they asked for."""
+    if isinstance(event, RunStarted):
+        return event.run.requested_by
+    return getattr(event, "by", None)
 
 
 def _notes_digest(incident: Incident) -> str:

@@ -160,9 +160,12 @@ def page_view(state: IncidentState, snapshot: Snapshot, settings: Settings, requ
     incident = state.incident
     env = settings.environments.get(incident.environment)
     database = env.target if env else incident.environment
+    # A rollback that has just been asked for is under way before its first step says so on the alert.
+    status = AlertStatus.ROLLING_BACK if state.running and incident.status is IncidentStatus.OPEN \
+        else incident.alert_status
     return PageView(
         incident_id=incident.id, environment=incident.environment, level=incident.level,
-        level_name=state.level_name, status=incident.alert_status.value, summary=incident.summary,
+        level_name=state.level_name, status=status.value, summary=incident.summary,
         source=database.split(":", 1)[0], database=database, requested_by=requested_by,
         current_step=snapshot.current and snapshot.current.title, link=link, at=utcnow())
 

@@ -17,7 +17,7 @@ a local workspace in the browser where people can try the bot without a Slack ap
 from .outgoing import BotReply, SentRequest
 from .server import FakeSlack
 from .signing import sign
-from .state import ApiCall, Channel, Ephemeral, File, Message, User, View, Workspace
+from .state import ApiCall, Channel, Ephemeral, File, Message, Panel, User, View, Workspace
 
 __all__ = ["FakeSlack", "BotReply", "SentRequest", "sign", "ApiCall", "Channel", "Ephemeral", "File",
-           "Message", "User", "View", "Workspace"]
+           "Message", "Panel", "User", "View", "Workspace"]

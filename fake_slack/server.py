@@ -11,7 +11,7 @@ from . import api_files, responses
 from .outgoing import BotReply, Outgoing, SentRequest
 from .socket_mode import PATH as SOCKET_PATH
 from .socket_mode import SocketModeEdge
-from .state import ApiCall, Channel, Ephemeral, File, Message, ResponsePost, User, View, Workspace, ts_key
+from .state import ApiCall, Channel, Ephemeral, File, Message, Panel, ResponsePost, User, View, Workspace, ts_key
 from .ui_routes import WorkspaceUI
 from .webapi import WebApi
 
@@ -39,6 +39,7 @@ class FakeSlack:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one serving, once started (see notify_change)
         self.workspace.listeners.append(self._on_change)
         self.ui = WorkspaceUI(self) if ui else None
         self.workspace.users["U0BOT"] = User(id="U0BOT", name="rollback-bot", real_name="Rollback Bot", is_bot=True)
@@ -74,6 +75,7 @@ class FakeSlack:
         self.port = self._runner.addresses[0][1]
         ws.base_url = f"http://{host}:{self.port}"
         self._changed = asyncio.Event()  # bind to the loop we run in
+        self._loop = asyncio.get_running_loop()
         return self
 
     async def stop(self) -> None:
@@ -139,6 +141,38 @@ class FakeSlack:
         if handle:
             self.workspace.usergroup_handles[id] = handle
         self.workspace.changed()
+
+    def add_panel(self, name: str, title: str, provider: Callable[[], Any]) -> Panel:
+        """Show a side panel titled ``title`` on the workspace page (``ui=True``), beside the channels:
+        something the bot talks to other than Slack, say. ``provider()`` is called on the event loop for
+        every ``/ui/state`` and returns JSON-able data (``ui_state.panel_json`` gives the shape the page
+        lays out). Call ``notify_change()`` whenever that data changes, so open pages refresh. Adding a
+        panel under an existing ``name`` replaces it."""
+        panel = Panel(name, title, provider)
+        self.workspace.panels[name] = panel
+        self.workspace.changed()
+        return panel
+
+    def remove_panel(self, name: str) -> None:
+        if self.workspace.panels.pop(name, None) is not None:
+            self.workspace.changed()
+
+    def notify_change(self) -> None:
+        """Record that something the page shows changed outside the workspace (a panel's data): bumps the
+        version, so ``/ui/events`` tells open pages to refresh, and wakes ``wait_for``. Safe to call from
+        any thread: off the fake's event loop, the bump is handed to it with ``call_soon_threadsafe``."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self.workspace.changed()
+            return
+        try:
+            loop.call_soon_threadsafe(self.workspace.changed)
+        except RuntimeError:  # the fake's loop has closed: no page is left to tell
+            pass
 
     def post_message(self, channel: str, text: str, user: str, blocks: list | None = None,
                      thread_ts: str | None = None) -> Message:

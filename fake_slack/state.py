@@ -217,6 +217,19 @@ class RateLimit:
 
 
 @dataclass
+class Panel:
+    """A side panel of the local workspace page, fed by something outside the fake (see ``FakeSlack.add_panel``).
+
+    ``provider()`` is called for every ``/ui/state`` and returns JSON-able data; ``ui_state.panel_json``
+    describes the shape the page lays out (anything else is shown as JSON).
+    """
+
+    name: str
+    title: str
+    provider: Callable[[], Any]
+
+
+@dataclass
 class ResponseHook:
     """One ``response_url`` handed to the bot with a command or a click."""
 
@@ -263,6 +276,7 @@ class Workspace:
         self.trigger_ttl: float | None = 3.0  # Slack: trigger_id expires after ~3 s; None = never
         self.post_rate_limit: RateLimit | None = None  # off unless a test asks (FakeSlack.rate_limit)
         self.ratelimited: dict[str, int] = {}  # channel -> chat.postMessage calls refused by post_rate_limit
+        self.panels: dict[str, Panel] = {}  # the page's side panels, by name, in the order added
         self.version = 0
         self.listeners: list[Callable[[], None]] = []
         self._last_us = 0

@@ -3,8 +3,10 @@
 Mounted by ``FakeSlack(..., ui=True)``:
 
 - ``GET /`` the page; ``GET /ui/static/app.js|app.css`` its script and style;
-- ``GET /ui/state?user=U…`` what that person sees (see ``ui_state.user_state``);
-- ``GET /ui/events`` server-sent events: ``data: {"version": n}`` on every change;
+- ``GET /ui/state?user=U…`` what that person sees (see ``ui_state.user_state``), with the side panels
+  ``FakeSlack.add_panel`` added (see ``ui_state.panel_json``);
+- ``GET /ui/events`` server-sent events: ``data: {"version": n}`` on every change (``FakeSlack.notify_change``
+  makes one for a panel's data);
 - ``POST /ui/command`` ``{user, channel, text, thread_ts?}``: ``/cmd rest`` -> a signed slash command,
   anything else -> that person's message;
 - ``POST /ui/action`` ``{user, channel, ts, action_id, value?, selected?}``: a click;

@@ -7,10 +7,14 @@ person's own DM with the bot, and only their own ephemerals and modals.
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import mimetypes
 from typing import Any
 
-from .state import Channel, Ephemeral, File, Message, User, View, Workspace, ts_key
+from .state import Channel, Ephemeral, File, Message, Panel, User, View, Workspace, ts_key
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 500  # per channel (newest kept); a demo workspace never gets near it
 
@@ -97,6 +101,32 @@ def channel_json(ws: Workspace, chan: Channel, user_id: str | None) -> dict:
             "messages": [message_json(ws, m) for m in top], "threads": threads}
 
 
+def panel_json(panel: Panel) -> dict[str, Any]:
+    """One side panel for the page: ``{"name", "title", "data"}``, or ``"error"`` (and no data) when its
+    provider failed or gave something that is not JSON; a broken panel never breaks the page.
+
+    The page lays out data of this shape, and shows anything else as JSON::
+
+        {"note": "a line under the title",                        # optional
+         "sections": [{"title": "Paged", "empty": "Nothing paged yet.",
+                       "items": [{"key": "page-0",                 # stable per item
+                                  "time": 1700000000.5,            # epoch seconds, or null
+                                  "title": "the item's headline",
+                                  "badges": [{"text": "trigger", "tone": "bad"}],  # tone: bad, warn, good, info
+                                  "fields": [["Severity", "critical"], ["dedup_key", "INC-1"]]}]}]}
+
+    Every string is shown as text, never as HTML.
+    """
+    try:
+        data = panel.provider()
+        json.dumps(data, allow_nan=False)
+    except Exception as exc:  # the provider is someone else's code
+        log.warning("workspace panel %r failed: %s", panel.name, exc, exc_info=True)
+        return {"name": panel.name, "title": panel.title, "data": None,
+                "error": f"this panel could not be read: {type(exc).__name__}: {exc}"}
+    return {"name": panel.name, "title": panel.title, "data": data}
+
+
 def user_state(ws: Workspace, user_id: str | None) -> dict[str, Any]:
     """Everything ``user_id`` (None/"" = the first human user) can see, for ``GET /ui/state``."""
     version = ws.version
@@ -124,4 +154,5 @@ def user_state(ws: Workspace, user_id: str | None) -> dict[str, Any]:
         "channels": channels + dms,
         "ephemerals": [ephemeral_json(ws, e) for e in ephemerals],
         "views": [view_json(v) for v in ws.views.values() if v.user == uid and v.view.get("type") == "modal"],
+        "panels": [panel_json(p) for p in ws.panels.values()],  # the same for everyone
     }

@@ -46,7 +46,7 @@ class MailText:
 class DeliveryView:
     incident_id: str
     transport: str  # pagerduty / email
-    kind: str  # trigger / resolve; alert / raised / update / resolved / report
+    kind: str  # trigger / resolve; alert / raised / update / resolved / report / closed
     sent: bool
     severity: str | None = None
     recipients: tuple[str, ...] = field(default_factory=tuple)
@@ -158,7 +158,7 @@ def report_mail(incident_id: str, environment: str, final: bool, report: tuple[s
 # -- the thread's line ------------------------------------------------------------------------------
 
 MAIL_WHAT = {"alert": "INCIDENT ALERT", "raised": "level raise", "update": "status update",
-             "resolved": "INCIDENT RESOLVED", "report": "incident report"}
+             "resolved": "INCIDENT RESOLVED", "report": "incident report", "closed": "final incident report"}
 
 
 def delivery_line(view: DeliveryView) -> SlackMessage:
@@ -172,7 +172,7 @@ def delivery_line(view: DeliveryView) -> SlackMessage:
             todo = "page by hand" if view.kind == "trigger" else "resolve it by hand in PagerDuty"
             text = f"⚠️ PagerDuty {view.error}: {todo} · {view.incident_id}"
     elif view.sent:
-        attached = ", with the incident report attached" if view.kind in ("resolved", "report") else ""
+        attached = ", with the incident report attached" if view.kind in ("resolved", "report", "closed") else ""
         text = f"✉️ {MAIL_WHAT.get(view.kind, view.kind)} emailed to {to}{attached}"
     else:
         text = f"⚠️ {MAIL_WHAT.get(view.kind, view.kind)} email to {to} {view.error}: email it by hand"

@@ -33,6 +33,11 @@ async def test_missing_config_file_is_one_clear_line(tmp_path):
     (("dsn = \"postgresql://app:s3cret-pw@127.0.0.1:5432/crm_staging\"", "dsn = \"postgresql://app:s3cret-pw@127.0.0.1:5432\""),
      "environments.staging.dsn: expected the database name in the DSN"),
     (("[environments.staging]", "[environments.Staging]"), "environments.Staging: environment names must match"),
+    (("backup_dir = \"_backups/staging\"", "backup_dir = \"_backups/staging\"\n[paging]\npage_at_level = 3"),
+     "paging.pagerduty_routing_key_env: environment variable PAGERDUTY_ROUTING_KEY is not set"),
+    (("backup_dir = \"_backups/staging\"", "backup_dir = \"_backups/staging\"\n[email]\nsmtp_host = \"smtp\"\n"
+      "sender = \"bot@example.com\"\nrecipients = [\"dba@example.com\"]\nusername_env = \"HOME\"\n"
+      "password_env = \"SMTP_P_UNSET\""), "email.password_env: environment variable SMTP_P_UNSET is not set"),
 ])
 async def test_an_invalid_key_stops_start_up_naming_file_and_key(tmp_path, change, expected):
     path = config(tmp_path, MINIMAL.replace(*change))
@@ -112,12 +117,14 @@ async def test_audit_and_status_print_what_happened(harness: Harness):
 
 
 async def test_local_serves_the_workspace_with_the_configs_people(tmp_path):
-    text = MINIMAL + '\n[local.users]\nU0OPS1 = "olivia (operator)"\n'
+    # A [paging] table whose key is not in the environment: the local workspace pages its own stand-in.
+    text = MINIMAL + '\n[local.users]\nU0OPS1 = "olivia (operator)"\n\n[paging]\npage_at_level = 2\n'
     path = config(tmp_path, text)
     port = free_port()
     proc = await asyncio.create_subprocess_exec(BIN, "local", "--config", str(path), "--port", str(port), "--no-browser",
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                env={**os.environ, **{k: "" for k in no_slack_env()}})
+                                                env={**os.environ, **{k: "" for k in no_slack_env()},
+                                                     "PAGERDUTY_ROUTING_KEY": ""})
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         assert line.strip() == f"Local workspace: http://127.0.0.1:{port}/"
@@ -134,6 +141,8 @@ async def test_local_serves_the_workspace_with_the_configs_people(tmp_path):
             async with http.get("/ui/state", params={"user": "U0OPS1"}) as answer:
                 ephemerals = (await answer.json())["ephemerals"]
             assert any("/rollback full <env>" in e["text"] for e in ephemerals)
+            assert any("PagerDuty: incidents at level 2 and above are paged" in json.dumps(e["blocks"])
+                       for e in ephemerals)
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)

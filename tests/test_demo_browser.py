@@ -56,6 +56,8 @@ async def test_demo_in_the_browser_from_command_to_resolved(tmp_path):
             output.append(line)
         url = re.search(r"Local workspace: (\S+)", "".join(output)).group(1)
         assert "rollback-bot demo --clean" in "".join(output)
+        said = "".join(output) + (await asyncio.wait_for(demo.stdout.readline(), 10)).decode()
+        assert "Pager and mail stay local" in said and "nothing leaves this machine" in said
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -75,6 +77,13 @@ async def test_demo_in_the_browser_from_command_to_resolved(tmp_path):
             await dialog.get_by_role("button", name="Approve", exact=True).click()
             await expect(page.get_by_text("INCIDENT RESOLVED").first).to_be_visible(timeout=90_000)
             await expect(page.get_by_text("Approved by").first).to_be_visible()
+            # Paged and mailed, to the local stand-ins the demo started: the "Pager & mail" panel lists them.
+            panel = page.locator('#panels [data-panel="pager-mail"]')
+            await expect(panel.get_by_role("heading", name="Pager & mail", exact=True)).to_be_visible()
+            await expect(panel.locator(".pbadge", has_text=re.compile("^resolve$"))).to_have_count(1, timeout=30_000)
+            await expect(panel.locator(".pbadge", has_text=re.compile("^trigger$"))).to_have_count(1)
+            await expect(panel).to_contain_text("INCIDENT ALERT")
+            await expect(panel).to_contain_text("INCIDENT_REPORT-", timeout=30_000)  # RESOLVED, with the report
             await page.get_by_text("INCIDENT RESOLVED").first.evaluate("e => e.scrollIntoView({block: 'center'})")
             await page.screenshot(path=str(tmp_path / "workspace.png"), full_page=False)
             if SCREENSHOT:

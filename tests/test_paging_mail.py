@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import logging
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fake_pagerduty import FakePagerDuty
 from fake_smtp import MailCatcher
 from support.harness import APPROVER, CHANNEL, LEAD, OPERATOR, Harness, start_harness
-from support.slack import WAIT, approval_message, audit_actions, lines, run_end, start_rollback
+from support.slack import WAIT, approval_message, ask, audit_actions, lines, run_end, start_rollback
 
 ROUTING_KEY = "R0UTINGKEY0123456789abcdefABCDEF"  # 32 letters and digits, as PagerDuty's integration keys
 SMTP_USER, SMTP_PASSWORD = "rollback-bot", "smtp-Pa55word-7d1e"
@@ -55,6 +57,23 @@ async def mail():
     catcher.stop()
 
 
+@pytest.fixture
+async def tls_mail():
+    """Implicit TLS from the first byte (port-465 style), without a login."""
+    catcher = MailCatcher(mode="tls")
+    catcher.start()
+    yield catcher
+    catcher.stop()
+
+
+async def metric(h: Harness, name: str, **labels: str) -> float:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{h.runtime.port}/metrics") as answer:
+            text = await answer.text()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
+
+
 def incident_id(h: Harness) -> str:
     return h.store().open_incidents()[0].id if h.store().open_incidents() else \
         next(e.incident_id for e in h.store().audit_events() if e.incident_id)
@@ -84,8 +103,8 @@ async def test_a_full_rollback_pages_once_and_mails_the_alert_then_resolved_with
         assert payload["summary"].startswith("Staging: ") and payload["summary"].endswith(incident)
         assert (payload["source"], payload["component"], payload["group"]) == ("127.0.0.1", "staging", "database")
         details = payload["custom_details"]
-        # Written when the incident opened: the rollback may or may not have started its first step.
-        assert details["requested_by"] == "ops.olivia" and details["status"] in ("INVESTIGATING", "ROLLING BACK")
+        assert details["requested_by"] == "ops.olivia" and details["status"] == "ROLLING BACK"
+        assert "database migration issue, rolling back (level 3, Critical failure)" in payload["summary"]
         assert details["database"] == f"127.0.0.1:5432/{crm.dbname}"
         permalink = f"{h.slack.api_url.rsplit('/api', 1)[0]}/archives/{CHANNEL}/p{alert.ts.replace('.', '')}"
         assert trigger["links"] == [{"href": permalink, "text": f"Incident {incident} in Slack"}]
@@ -129,9 +148,11 @@ async def test_a_full_rollback_pages_once_and_mails_the_alert_then_resolved_with
 
 
 async def test_assess_critical_then_the_full_rollback_pages_when_it_becomes_critical(
-        tmp_path, crm, stand_in, pager, mail, secrets_in_env):
+        tmp_path, crm, stand_in, pager, tls_mail, secrets_in_env):
+    mail = tls_mail
     h = await start_harness(tmp_path, crm, stand_in, tables=tables(pager, mail))
     try:
+        await ask(h, "help", "PagerDuty: incidents at level 3 and above are paged")
         await h.slack.send_command(LEAD, "assess staging")
         question = await h.slack.wait_for_message(CHANNEL, "CRITICAL, MINOR or UNSURE", timeout=WAIT)
         await h.runtime.deps.outreach.drain()
@@ -152,6 +173,7 @@ async def test_assess_critical_then_the_full_rollback_pages_when_it_becomes_crit
         assert [(i.dedup_key, i.status) for i in pager.all_incidents] == [(incident, "resolved")]
         assert [m.subject.removeprefix("Re: ") for m in mail.messages] == [mail.messages[0].subject] * 2
         assert "INCIDENT RESOLVED" in mail.messages[1].body_text and mail.messages[1].attachments
+        assert all(m.tls and m.login is None for m in mail.messages)
     finally:
         await h.close()
 
@@ -181,7 +203,7 @@ async def test_each_raise_pages_again_with_the_same_key_and_mark_resolved_resolv
         await mail.wait_for(lambda: len(mail.messages) == 3, what="the RESOLVED mail")
         await h.settle()
         resolved = mail.messages[2]
-        assert "marked resolved by @U0LEAD1" not in resolved.body_text  # mentions are written as names or ids
+        assert "<@" not in resolved.body_text and "`" not in resolved.body_text  # mail text, not Slack markup
         assert "✅ INCIDENT RESOLVED ✅" in resolved.body_text and "Resolved by hand" in resolved.body_text
         assert resolved.attachments[0][0] == f"INCIDENT_REPORT-{incident}.md"
         assert [m.message["In-Reply-To"] for m in mail.messages[1:]] == [m.message["Message-ID"]
@@ -236,6 +258,12 @@ async def test_a_dead_pager_and_mail_server_cost_the_rollback_nothing_and_are_sa
         assert sorted(failed) == [("mail.failed", "alert"), ("mail.failed", "resolved"), ("page.failed", "resolve"),
                                   ("page.failed", "trigger")]
 
+        assert await metric(h, "rollback_deliveries_total", transport="pagerduty", outcome="failed") == 2
+        assert await metric(h, "rollback_deliveries_total", transport="email", outcome="failed") == 2
+        assert await metric(h, "rollback_delivery_attempts_total", transport="pagerduty", result="refused") == 1
+        assert await metric(h, "rollback_delivery_attempts_total", transport="pagerduty", result="retry") == 3
+        assert await metric(h, "rollback_deliveries_pending") == 0
+
         # /rollback status names what was not delivered (the incident itself is resolved).
         await h.slack.send_command(OPERATOR, "status")
         status = await h.slack.wait_for_ephemeral(OPERATOR, "Not delivered", timeout=WAIT)
@@ -282,3 +310,25 @@ async def test_a_slow_pager_holds_no_step_and_a_restart_sends_what_was_due_once(
         assert (len(pager.requests), len(mail.messages)) == sent
     finally:
         await h.close()
+
+
+async def test_status_updates_are_mailed_when_asked_in_the_incident_s_thread(
+        tmp_path, crm, stand_in, pager, mail, secrets_in_env):
+    extra = tables(pager, mail) + "email_updates = true\n"
+    h = await start_harness(tmp_path, crm, stand_in, tables=extra, update_interval_seconds="0.5")
+    try:
+        await h.slack.send_command(OPERATOR, "declare staging")
+        alert = await h.slack.wait_for_message(CHANNEL, "INCIDENT ALERT", timeout=WAIT)
+        await h.slack.click(LEAD, alert, "incident-escalate")  # level 2: the alert is mailed, then the updates
+        await mail.wait_for(lambda: len(mail.messages) >= 3, what="the alert and two status updates")
+        alert_mail, *updates = mail.messages
+        assert "INCIDENT ALERT" in alert_mail.body_text and pager.events == []  # level 2 is not paged
+        assert all("STATUS UPDATE" in u.body_text and u.subject == f"Re: {alert_mail.subject}" for u in updates)
+        assert len({u.message["Message-ID"] for u in updates}) == len(updates)  # one mail per update, never twice
+    finally:
+        await h.close()
+
+
+async def test_help_says_when_nothing_is_paged_or_mailed(harness: Harness):
+    reply = await ask(harness, "help", "PagerDuty: not configured")
+    assert "Email: not configured (add an [email] table to mail the DBA team)" in reply.all_text()

@@ -4,11 +4,17 @@ against ``FakeSlack(ui=True)`` and the tiny signature-checking bot of test_works
 from __future__ import annotations
 
 import re
+from email.message import EmailMessage
 from pathlib import Path
 
+import aiohttp
+import aiosmtplib
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from bot.local_peers import PANEL_NAME, PANEL_TITLE, pager_mail_panel
+from fake_pagerduty import FakePagerDuty
+from fake_smtp import MailCatcher
 from support.workspace import ALICE, BOB, CHANNEL, workspace
 
 CHROMIUM = "/usr/bin/chromium"
@@ -171,3 +177,47 @@ async def test_modal_opens_shows_errors_submits_and_closes(env):
     await page.keyboard.press("Escape")
     await expect(modal).to_be_hidden()
     await fake.wait_for(lambda: not fake.views, 5)
+
+
+async def test_pager_and_mail_panel_lists_pages_and_mails_live_as_text(env):
+    """The panel `rollback-bot local` adds, fed by a real stand-in PagerDuty and mail catcher."""
+    fake, _, page = env
+    key = "R0UTINGKEY0123456789abcdefABCDEF"
+    async with FakePagerDuty(routing_keys={key}, on_change=fake.notify_change) as pager, \
+            MailCatcher(on_change=fake.notify_change) as mail:
+        fake.add_panel(PANEL_NAME, PANEL_TITLE, lambda: pager_mail_panel(pager, mail, page_at_level=3))
+        panel = page.locator(f'#panels [data-panel="{PANEL_NAME}"]')
+        await expect(panel.get_by_role("heading", name="Pager & mail", exact=True)).to_be_visible()
+        await expect(panel).to_contain_text("Nothing paged yet. An incident at level 3 or more is paged.")
+        await expect(panel).to_contain_text("Nothing mailed yet.")
+
+        summary = 'Staging: <img src=x onerror="window.pwned=1"> checkout down · INC-1'
+        async with aiohttp.ClientSession() as http:
+            await http.post(pager.url, json={"routing_key": key, "event_action": "trigger", "dedup_key": "INC-1",
+                                             "payload": {"summary": summary, "source": "db1", "severity": "critical"}})
+        reply = EmailMessage()
+        reply["From"], reply["To"], reply["Subject"] = "bot@localhost", "dba-team@example.com", "Re: INCIDENT ALERT"
+        reply["In-Reply-To"] = "<INC-1.alert@localhost>"
+        reply.set_content("resolved")
+        reply.add_attachment("# report", subtype="markdown", filename="INCIDENT_REPORT-INC-1.md")
+        await aiosmtplib.send(reply, hostname=mail.host, port=mail.port, start_tls=False)
+
+        paged = panel.locator(".pitem").first
+        await expect(paged.locator(".pitem-title")).to_have_text(summary)  # shown as text, never as HTML
+        await expect(paged.locator(".pbadge")).to_have_text(["trigger", "critical", "triggered"])
+        await expect(paged.locator("dd")).to_contain_text(["INC-1", "#1 triggered"])
+        mailed = panel.locator(".pitem").last
+        await expect(mailed.locator(".pitem-title")).to_have_text("Re: INCIDENT ALERT")
+        await expect(mailed.locator(".pbadge").first).to_have_text("reply")
+        await expect(mailed).to_contain_text("INCIDENT_REPORT-INC-1.md")
+        await expect(mailed).to_contain_text("dba-team@example.com")
+        await expect(panel.locator("img")).to_have_count(0)
+        assert await page.evaluate("window.pwned") is None
+
+        toggle = page.locator(f'#panel-links [data-panel="{PANEL_NAME}"]')
+        await expect(toggle).to_have_text("Pager & mail · 2")
+        await panel.get_by_role("button", name="Hide Pager & mail").click()
+        await expect(page.locator("#panels")).to_be_hidden()
+        await expect(toggle).to_have_attribute("aria-pressed", "false")
+        await toggle.click()
+        await expect(panel).to_be_visible()

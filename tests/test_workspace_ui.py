@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import threading
 import time
+from email.message import EmailMessage
 from urllib.parse import parse_qsl
 
 import aiohttp
+import aiosmtplib
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
+from actions.config import load_settings
+from bot.local import start_workspace
+from bot.local_peers import PANEL_NAME
 from fake_slack import FakeSlack
+from support.cli import MINIMAL, config
 from support.workspace import ALICE, BOB, CHANNEL, SECRET, SHARED, plain, workspace
 
 
@@ -220,3 +229,157 @@ async def test_bad_input_answers_400_with_a_reason(ws):
     fake.bot_url = None
     status, answer = await call(http, fake, "/ui/command", {"user": ALICE, "channel": CHANNEL, "text": "/demo hi"})
     assert status == 400 and "bot_url is not set" in answer["error"]
+
+
+async def test_panels_show_what_their_provider_gives_and_a_change_from_any_thread_refreshes_the_page(ws):
+    fake, _, http = ws
+    items = [{"key": "a", "time": 1700000000.5, "title": "<b>first</b>", "badges": [{"text": "new", "tone": "info"}],
+              "fields": [["Where", "here"]]}]
+    fake.add_panel("things", "Things & stuff", lambda: {"sections": [{"title": "Seen", "items": list(items)}]})
+    _, state = await call(http, fake, "/ui/state", user=BOB)
+    assert state["panels"] == [{"name": "things", "title": "Things & stuff",
+                                "data": {"sections": [{"title": "Seen", "items": items}]}}]
+
+    # Something beside the workspace changed, told from a thread of its own (as aiosmtpd's handler would).
+    before = fake.workspace.version
+    items.append({"key": "b", "time": None, "title": "second", "badges": [], "fields": []})
+    caller = threading.Thread(target=fake.notify_change)
+    caller.start()
+    caller.join()
+    await fake.wait_for(lambda: fake.workspace.version > before, timeout=5, what="the version bumped from a thread")
+    _, state = await call(http, fake, "/ui/state", user=ALICE)
+    assert state["version"] > before
+    assert [i["title"] for i in state["panels"][0]["data"]["sections"][0]["items"]] == ["<b>first</b>", "second"]
+
+    # A broken provider breaks its panel, not the page; a removed panel is gone.
+    fake.add_panel("broken", "Broken", lambda: 1 / 0)
+    fake.add_panel("odd", "Odd", lambda: {"not json": object()})
+    status, state = await call(http, fake, "/ui/state", user=ALICE)
+    assert status == 200 and [p["name"] for p in state["panels"]] == ["things", "broken", "odd"]
+    broken, odd = state["panels"][1:]
+    assert broken["data"] is None and "ZeroDivisionError" in broken["error"]
+    assert odd["data"] is None and "not JSON serializable" in odd["error"]
+    fake.remove_panel("broken")
+    fake.remove_panel("odd")
+    _, state = await call(http, fake, "/ui/state", user=ALICE)
+    assert [p["name"] for p in state["panels"]] == ["things"]
+
+
+REAL_KEY = "REALkey0123456789abcdef012345678"  # as if the config's PagerDuty integration key were exported
+LOCAL_TABLES = """
+[paging]
+pagerduty_url = "https://events.pagerduty.com/v2/enqueue"
+page_at_level = 2
+tries = 2
+retry_seconds = 0.1
+
+[email]
+smtp_host = "smtp.example.com"
+smtp_port = 587
+starttls = true
+username_env = "SMTP_USERNAME"
+password_env = "SMTP_PASSWORD"
+sender = "rollback@example.com"
+recipients = ["oncall@example.com", "dba@example.com"]
+email_at_level = 1
+"""
+
+
+def panel(state: dict) -> dict:
+    found = next(p for p in state["panels"] if p["name"] == PANEL_NAME)
+    assert found["title"] == "Pager & mail" and "error" not in found, found
+    return {section["title"]: section["items"] for section in found["data"]["sections"]} | {
+        "note": found["data"]["note"]}
+
+
+async def test_local_mode_pages_and_mails_local_peers_and_the_panel_lists_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", REAL_KEY)
+    monkeypatch.setenv("SMTP_USERNAME", "relay-user")
+    monkeypatch.setenv("SMTP_PASSWORD", "relay-Pa55word")
+    settings = load_settings(config(tmp_path, MINIMAL + LOCAL_TABLES))
+    local = await start_workspace(settings, 0)
+    slack, pager, mail = local.slack, local.peers.pager, local.peers.mail
+    try:
+        # The bot's pager and mail server are the local peers; the config's levels, people and tries are kept.
+        key = os.environ["PAGERDUTY_ROUTING_KEY"]
+        assert key != REAL_KEY and re.fullmatch(r"[A-Za-z0-9]{32}", key) and key not in local.peers.describe()
+        assert "nothing leaves this machine" in local.peers.describe()
+        paging, email = local.runtime.settings.paging, local.runtime.settings.email
+        assert (paging.pagerduty_url, paging.page_at_level, paging.tries) == (pager.url, 2, 2)
+        assert (email.smtp_host, email.port, email.starttls, email.ssl) == ("127.0.0.1", mail.port, False, False)
+        assert (email.username_env, email.password_env, email.ca_file) == (None, None, None)
+        assert (email.sender, email.recipients, email.email_at_level) == (
+            "rollback@example.com", ["oncall@example.com", "dba@example.com"], 1)
+
+        async with aiohttp.ClientSession() as http:
+            _, state = await call(http, slack, "/ui/state", user="U0OPS1")
+            before = panel(state)
+            assert before["Paged"] == [] and before["Mailed"] == []
+            assert f"127.0.0.1:{mail.port}" in before["note"] and pager.base_url in before["note"]
+
+            # Declared at level 1: mailed (email_at_level 1), not paged (page_at_level 2).
+            _, answer = await call(http, slack, "/ui/command", {"user": "U0OPS1", "channel": "C0INCIDENTS",
+                                                                 "text": "/rollback declare staging checkout <fails>"})
+            assert answer["acked"], answer
+            await mail.wait_for(lambda: len(mail.messages) == 1)
+            assert pager.events == []
+            alert = await slack.wait_for(lambda: next((m for m in slack.messages("C0INCIDENTS")
+                                                       if "incident-escalate" in json.dumps(m.blocks)), None),
+                                         timeout=10, what="the alert with its escalate button")
+            for level in (2, 3):
+                _, answer = await call(http, slack, "/ui/action", {"user": "U0OPS1", "channel": "C0INCIDENTS",
+                                                                    "ts": alert.ts, "action_id": "incident-escalate"})
+                assert answer["acked"], answer
+                await pager.wait_for(lambda pages=level - 1: len(pager.events) == pages)  # page_at_level 2 kept
+                await mail.wait_for(lambda mails=level: len(mail.messages) == mails)
+            _, state = await call(http, slack, "/ui/state", user="U0DBA1")
+
+        incident = pager.events[0].dedup_key
+        assert incident.startswith("INC-") and all(e.routing_key == key for e in pager.events)
+        assert all(not m.tls and m.login is None and list(m.rcpt_tos) == email.recipients for m in mail.messages)
+        shown = panel(state)
+        fields = [dict(item["fields"]) for item in shown["Paged"]]
+        assert [f["Action"] for f in fields] == ["trigger", "trigger"]  # level 2, then level 3: newest first
+        assert [f["Severity"] for f in fields] == [e.body["payload"]["severity"] for e in reversed(pager.events)]
+        assert all(f["dedup_key"] == incident and f["PagerDuty incident"] == "#1 triggered" for f in fields)
+        assert [item["title"] for item in shown["Paged"]] == [e.body["payload"]["summary"]
+                                                              for e in reversed(pager.events)]
+        assert "checkout <fails>" in shown["Paged"][0]["title"]  # the page escapes it, not the data
+        assert [item["time"] for item in shown["Paged"]] == [e.time for e in reversed(pager.events)]
+
+        mails = shown["Mailed"]
+        received = list(reversed(mail.messages))
+        assert [item["title"] for item in mails] == [m.subject for m in received]
+        assert mails[-1]["title"].startswith("INCIDENT ALERT") and incident in mails[-1]["title"]
+        for item, message in zip(mails, received):
+            got = dict(item["fields"])
+            assert got["To"] == "oncall@example.com, dba@example.com" and got["From"] == "rollback@example.com"
+            assert got["Attachments"] == "none"
+            is_reply = message.message["In-Reply-To"] is not None
+            assert got.get("In-Reply-To") == (str(message.message["In-Reply-To"]) if is_reply else None)
+            assert ({"text": "reply", "tone": "info"} in item["badges"]) == is_reply
+        assert [("In-Reply-To" in dict(item["fields"])) for item in mails] == [True, True, False]  # the alert starts it
+
+        # Mail that reaches the catcher (in aiosmtpd's thread) bumps the workspace's version: open pages refresh.
+        version = slack.workspace.version
+        note = EmailMessage()
+        note["From"], note["To"], note["Subject"] = "someone@example.com", "dba@example.com", "Postmortem <draft>"
+        note["In-Reply-To"] = "<thread@example.com>"
+        note.set_content("see attached")
+        note.add_attachment(b"# notes", maintype="text", subtype="markdown", filename="notes.md")
+        await aiosmtplib.send(note, hostname=mail.host, port=mail.port, start_tls=False)
+        await slack.wait_for(lambda: slack.workspace.version > version, timeout=5, what="a version bump from the mail")
+        async with aiohttp.ClientSession() as http:
+            _, state = await call(http, slack, "/ui/state", user="U0OPS1")
+        newest = panel(state)["Mailed"][0]
+        assert newest["title"] == "Postmortem <draft>" and dict(newest["fields"])["Attachments"] == "notes.md"
+        assert dict(newest["fields"])["In-Reply-To"] == "<thread@example.com>"
+    finally:
+        await local.stop()
+
+    # Stopped together, and the config's own key is back where it was.
+    assert os.environ["PAGERDUTY_ROUTING_KEY"] == REAL_KEY
+    assert not mail.is_up
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", pager.port)
+    await local.stop()  # twice is harmless

@@ -22,11 +22,13 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import aiohttp
+from prometheus_client import CollectorRegistry
 
 from actions.config import Settings
 from actions.engine.events import DeliveryEnded, Emit
 from actions.outreach import mail, pagerduty
 from actions.outreach.attempt import Attempt
+from actions.outreach.metrics import OutreachMetrics
 from actions.outreach.policy import Due, Occasion, Transport, due
 from actions.redact import Redactor
 from actions.store.records import Delivery, DeliveryState
@@ -38,7 +40,8 @@ LONGEST_PAUSE = 300.0
 
 
 class Courier:
-    def __init__(self, settings: Settings, store: AsyncStore, emit: Emit, redact: Redactor):
+    def __init__(self, settings: Settings, store: AsyncStore, emit: Emit, redact: Redactor,
+                 registry: CollectorRegistry):
         self.settings = settings
         self.store = store
         self.emit = emit
@@ -49,6 +52,7 @@ class Courier:
         self._idle = {t: asyncio.Event() for t in self.transports}
         self._tasks: list[asyncio.Task] = []
         self._session: aiohttp.ClientSession | None = None
+        self.metrics = OutreachMetrics(registry)
 
     # -- what is due, and queueing it ------------------------------------------------------------
 
@@ -104,6 +108,11 @@ class Courier:
             await self._session.close()
             self._session = None
 
+    async def refresh_metrics(self) -> None:
+        pending = await self.store.deliveries(state=DeliveryState.PENDING)
+        for transport in self.transports:
+            self.metrics.pending.labels(transport.value).set(sum(d.transport == transport for d in pending))
+
     async def drain(self) -> None:
         """Wait until every lane has nothing pending (delivered or given up)."""
         for transport in self.transports:
@@ -130,6 +139,8 @@ class Courier:
         while True:
             attempts = await self.store.delivery_attempted(delivery.seq)
             attempt = await self._send(delivery)
+            self.metrics.attempts.labels(delivery.transport, "taken" if attempt.taken else "retry" if attempt.retry
+                                         else "refused").inc()
             reason = self.redact(attempt.reason)
             if attempt.taken:
                 await self._ended(delivery, DeliveryState.SENT, None, attempt)
@@ -156,6 +167,7 @@ class Courier:
     async def _ended(self, delivery: Delivery, state: DeliveryState, error: str | None,
                      attempt: Attempt | None = None) -> None:
         ended = await self.store.delivery_ended(delivery.seq, state, error)
+        self.metrics.deliveries.labels(delivery.transport, delivery.kind, state.value).inc()
         incident = await self.store.incident(delivery.incident_id)
         page = delivery.transport == Transport.PAGERDUTY
         sent = state is DeliveryState.SENT

@@ -34,7 +34,7 @@ class Moment(StrEnum):
 class Due:
     key: str
     transport: Transport
-    kind: str  # pagerduty: trigger / resolve; email: alert / raised / update / resolved / report
+    kind: str  # pagerduty: trigger / resolve; email: alert / raised / update / resolved / report / closed
     level: int
 
 
@@ -98,7 +98,7 @@ def _mails(incident: Incident, queued: set[str], occasion: Occasion, email: Emai
             if key(incident.id, Transport.EMAIL, "resolved") not in queued:
                 return [mail("resolved")]
             if occasion.final:
-                return [mail("report", "final")]
+                return [mail("closed")]
             if occasion.notes:
                 return [mail("report", occasion.notes)]
     return []

@@ -8,7 +8,7 @@
   const S = {
     user: params.get("user") || "", channel: params.get("channel") || "", thread: null, data: null,
     lastSeen: null, overrides: {}, openFiles: new Set(), fileText: {}, modalKey: null,
-    fetching: false, again: false,
+    fetching: false, again: false, hiddenPanels: new Set(),
   };
   const EMOJI = {
     white_check_mark: "✅", heavy_check_mark: "✔️", x: "❌", warning: "⚠️", rotating_light: "🚨",
@@ -316,6 +316,7 @@
     renderSidebar();
     renderChannel();
     renderThread();
+    renderPanels();
     renderModal();
   }
   function renderUsers() {
@@ -386,6 +387,68 @@
       { key: "sep", sig: String(count), build: () => h("div", { class: "thread-sep", text: `${count} ${count === 1 ? "reply" : "replies"}` }) }, ...rest]);
     if (atBottom) box.scrollTop = box.scrollHeight;
     box._ts = t.ts;
+  }
+
+  // --- side panels: what something beside the workspace shows (e.g. the local pager and mail) ------
+  // Every string of a panel's data is inserted as text, never as HTML.
+  const TONES = new Set(["bad", "warn", "good", "info"]);
+  const panelLaidOut = (d) => d !== null && typeof d === "object" && Array.isArray(d.sections);
+  const panelCount = (p) => (panelLaidOut(p.data) ? p.data.sections.reduce((n, s) => n + (Array.isArray(s.items) ? s.items.length : 0), 0) : 0);
+  function togglePanel(name) {
+    if (S.hiddenPanels.has(name)) S.hiddenPanels.delete(name); else S.hiddenPanels.add(name);
+    renderPanels();
+  }
+  function renderPanels() {
+    const panels = S.data.panels || [];
+    const box = $("panels"), links = $("panel-links");
+    const sig = JSON.stringify([panels, [...S.hiddenPanels]]);
+    if (box._sig === sig) return;
+    box._sig = sig;
+    $("panel-links-title").hidden = links.hidden = !panels.length;
+    links.replaceChildren(...panels.map((p) => h("li", {}, h("button", {
+      type: "button", class: "panel-link", "data-panel": p.name, "aria-pressed": String(!S.hiddenPanels.has(p.name)),
+      title: S.hiddenPanels.has(p.name) ? `Show ${p.title}` : `Hide ${p.title}`, text: `${p.title} · ${panelCount(p)}`,
+      onclick: () => togglePanel(p.name),
+    }))));
+    const shown = panels.filter((p) => !S.hiddenPanels.has(p.name));
+    box.hidden = !shown.length;
+    box.replaceChildren(...shown.map(panelNode));
+  }
+  function panelNode(p, i) {
+    const id = `panel-title-${i}`, d = p.data;
+    const body = h("div", { class: "panel-body" });
+    if (p.error) body.append(h("p", { class: "panel-error", role: "status", text: p.error }));
+    else if (panelLaidOut(d)) {
+      if (d.note) body.append(h("p", { class: "panel-note", text: String(d.note) }));
+      body.append(...d.sections.map(panelSection));
+    } else body.append(h("pre", { class: "preview", text: JSON.stringify(d, null, 2) }));
+    return h("section", { class: "panel", "data-panel": p.name, "aria-labelledby": id },
+      h("header", { class: "chan-header" }, h("h2", { id, text: p.title }),
+        h("button", { type: "button", class: "icon-btn", "aria-label": `Hide ${p.title}`, text: "×", onclick: () => togglePanel(p.name) })),
+      body);
+  }
+  function panelSection(s) {
+    const items = Array.isArray(s.items) ? s.items : [], title = String(s.title || "");
+    return h("section", { class: "panel-section" },
+      h("h3", {}, title, " ", h("span", { class: "count", text: String(items.length) })),
+      items.length ? h("ol", { class: "panel-items", "aria-label": title }, items.map(panelItem))
+        : h("p", { class: "empty", text: String(s.empty || "Nothing yet.") }));
+  }
+  function panelItem(it) {
+    const when = typeof it.time === "number" ? new Date(it.time * 1000) : null;
+    const badges = (Array.isArray(it.badges) ? it.badges : []).map((b) => {
+      const text = b !== null && typeof b === "object" ? b.text : b;
+      const tone = b !== null && typeof b === "object" && TONES.has(b.tone) ? ` tone-${b.tone}` : "";
+      return h("span", { class: `pbadge${tone}`, text: String(text ?? "") });
+    });
+    const fields = (Array.isArray(it.fields) ? it.fields : []).filter((f) => Array.isArray(f) && f.length === 2);
+    return h("li", { class: "pitem", "data-item": it.key ? String(it.key) : null },
+      h("div", { class: "pitem-head" }, when ? h("time", {
+        class: "time", datetime: when.toISOString(), title: when.toLocaleString(),
+        text: when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }),
+      }) : null, badges),
+      h("div", { class: "pitem-title", text: String(it.title ?? "") }),
+      fields.length ? h("dl", { class: "pfields" }, fields.flatMap(([k, v]) => [h("dt", { text: String(k) }), h("dd", { text: String(v) })])) : null);
   }
 
   // --- dialogs -----------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_resolving_resolves_the_page_and_the_report_brings_the_resolved_mail_the
     filled = due(resolved, queued, Occasion(Moment.REPORT, notes="ab12"), PAGING, EMAIL)
     assert kinds(filled) == ["email:report"]
     assert kinds(due(resolved, queued | {filled[0].key}, Occasion(Moment.REPORT, final=True), PAGING, EMAIL)) \
-        == ["email:report"]
+        == ["email:closed"]
 
 
 def test_a_resolved_incident_that_was_never_paged_or_mailed_sends_nothing():
