@@ -134,6 +134,7 @@ class BotConfig(_Strict):
     slack_posts_per_second: float = Field(1.0, gt=0, le=100)
     slack_post_burst: int = Field(3, ge=1, le=100)
     create_channel: bool = False  # a channel per incident: inc-<yyyymmdd>-<env>-<nnnn>
+    prepared_ttl_hours: float = Field(24, gt=0)  # a prepared copy older than this is flagged and offered for removal
     notify_channels: list[str] = Field(default_factory=list)  # also told when an incident opens
     # Sign-off roles (the runbook's Approval & Sign-Off) -> who may sign; default: the approvers.
     signoffs: dict[str, list[str]] = Field(default_factory=dict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from actions.store.records import Approval, Incident, Role, Run
+from actions.store.records import Approval, Incident, PreparedCopy, Role, Run
 
 
 def new_error_id() -> str:
@@ -70,6 +70,7 @@ class StatusReport:
 
     rows: tuple
     undelivered: tuple = ()  # actions.incidents.reads.Undelivered
+    prepared: tuple = ()  # actions.incidents.reads.PreparedRow
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,14 @@ class Recorded:
 
     incident: Incident
     note: str
+
+
+@dataclass(frozen=True)
+class PrepareStarted:
+    """`/rollback prepare`: under way; its progress and "Rollback ready" are posted in `channel`."""
+
+    copy: PreparedCopy
+    channel: str
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from actions.backups.inspection import backup_now, schema_diff
 from actions.config import Settings
 from actions.diagnose.run import diagnose
-from actions.engine.events import Emit, IncidentDeclared
+from actions.engine.events import Emit, IncidentDeclared, PrepareChanged
 from actions.engine.metrics import EngineMetrics
 from actions.engine.plan import Plan
 from actions.engine.runner import Runner
@@ -31,8 +31,9 @@ from actions.engine.snapshot import Snapshot, take_snapshot
 from actions.incidents.desk import IncidentDesk
 from actions.incidents.reads import Reads, SentMessages, StatusRow, run_status, status_rows
 from actions.outreach.courier import Courier
-from actions.plans.cleanup import leftovers
-from actions.redact import Redactor
+from actions.plans.cleanup import leftovers, prepared_in_use
+from actions.prepared.desk import PrepareDesk
+from actions.redact import Redactor, dsn_secrets
 from actions.results import (
     AlreadyRunning,
     DecideResult,
@@ -50,7 +51,7 @@ from actions.results import (
     UnknownVerb,
 )
 from actions.store.audit_chain import ChainCheck
-from actions.store.records import Actor, AuditEvent, Role, Run, RunState
+from actions.store.records import Actor, AuditEvent, PreparedCopy, PreparedState, Role, Run, RunState
 from actions.store.sqlite import AsyncStore, Busy, Store
 from actions.verbs import PLANS, VERBS, Starts, Verb, Who
 from actions.watch.desk import WatchDesk
@@ -73,9 +74,11 @@ class RollbackService:
         self.reads = Reads(store)
         self.sent = SentMessages(store)
         self.outreach = Courier(settings, store, emit, redactor, self.metrics.registry)  # pages and mails
+        self.prepared = PrepareDesk(settings, store, emit, redactor)  # /rollback prepare, before a migration
 
     async def stop_runs(self) -> None:
-        """Stop the running steps: the runs stay open in the store, and the next start reports them."""
+        """Stop the running steps and prepares: they stay open in the store, and the next start reports them."""
+        await self.prepared.stop_all()
         await self.runner.shutdown()
 
     async def wait_idle(self) -> None:
@@ -155,6 +158,8 @@ class RollbackService:
                 return _extra_words(rest) or await self._inspect(actor, verb.name, environment)
             case Starts.DIAGNOSE:
                 return _extra_words(rest) or await self._diagnose(actor, environment)
+            case Starts.PREPARE:
+                return _extra_words(rest) or await self.prepared.start(actor, environment)
             case Starts.WATCH:
                 if len(rest) > 1:
                     return InvalidArguments(f"Unexpected words after `{rest[0]}`: {' '.join(rest[1:])}")
@@ -171,7 +176,8 @@ class RollbackService:
             case Starts.STATUS:
                 if rest:
                     return InvalidArguments(f"Unexpected words: {' '.join(rest)}")
-                return StatusReport(tuple(await self.reads.status()), tuple(await self.reads.undelivered()))
+                return StatusReport(tuple(await self.reads.status()), tuple(await self.reads.undelivered()),
+                                    tuple(await self.reads.prepared(self.settings.bot.prepared_ttl_hours)))
         raise AssertionError(f"verb {verb.name} starts nothing known")
 
     async def _authorize(self, actor: Actor, verb: Verb, environment: str | None, **detail) -> Refused | None:
@@ -238,6 +244,9 @@ class RollbackService:
         """At start-up: runs left "running" by a stopped bot are ended and reported, not resumed."""
         await self.runner.report_interrupted(lambda run: self.plan(run.plan, run.environment,
                                                                    tuple(run.facts.get("args", []))))
+        for copy in await self._store.end_interrupted_prepares():  # their copies are offered for clean-up
+            await self._store.audit("bot", "prepare.interrupted", outcome="failed", environment=copy.environment,
+                                    copy=copy.database)
 
     # -- buttons --------------------------------------------------------------------------------
 
@@ -300,7 +309,7 @@ class RollbackService:
         found: dict[str, list[tuple[str, int]]] = {}
         for name, env in self.settings.environments.items():
             try:
-                copies = await leftovers(env, busy)
+                copies = await leftovers(env, busy, await prepared_in_use(self._store, name))
             except Exception as exc:
                 log.warning("could not look for leftover copies of %s: %s", name,
                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -388,3 +397,32 @@ async def backup_from_terminal(settings: Settings, environment: str):
         with Ledger(settings) as ledger:
             ledger.audit("cli", "backup", environment=environment, backup=str(result.path), bytes=result.size)
     return result
+
+
+async def prepare_from_terminal(settings: Settings, environment: str, say: Callable[[str], None]) -> PreparedCopy | str:
+    """`rollback-bot prepare --config FILE ENV`: the same prepare as `/rollback prepare`, told line by line
+    through `say`, audited as `cli`. The ready copy, or why it could not be made."""
+    store = AsyncStore(Store(settings.bot.audit_db))
+    ended: list[PreparedCopy] = []
+
+    def emit(event) -> None:
+        if isinstance(event, PrepareChanged):
+            percent = (f" {100 * event.progress.done // event.progress.total}%"
+                       if event.progress and event.progress.total else "")
+            say(f"{event.phase}{percent}: {event.detail}" if event.detail or percent else event.phase)
+            if event.phase in ("ready", "failed"):
+                ended.append(event.copy)
+
+    desk = PrepareDesk(settings, store, emit, Redactor(dsn_secrets(
+        settings.environments[environment].resolved_dsn.get_secret_value())))
+    try:
+        started = await desk.start(Actor("cli", frozenset({Role.OPERATOR})), environment)
+        if isinstance(started, NotPossible):
+            return started.reason
+        await desk.wait_idle()
+    finally:
+        store.close()
+    copy = ended[-1] if ended else None
+    if copy is None or copy.state is not PreparedState.READY:
+        return copy.note if copy and copy.note else "the prepare did not finish"
+    return copy

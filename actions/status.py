@@ -16,6 +16,7 @@ from actions.incidents.reads import (
     ChecklistGroupState,
     ChecklistItem,
     IncidentState,
+    PreparedRow,
     RunStatus,
     StatusRow,
     Undelivered,
@@ -24,6 +25,6 @@ from actions.watch.watcher import WatchAlert, WatchEnded, WatchEvent, WatchStart
 
 __all__ = [
     "ApprovalPreview", "BackupTaken", "ChecklistGroupState", "ChecklistItem", "DiffReport", "Diagnosis",
-    "IncidentState", "ProgressView", "RunOutcome", "RunStatus", "Snapshot", "StatusRow", "Undelivered", "WatchAlert", "WatchEnded",
+    "IncidentState", "PreparedRow", "ProgressView", "RunOutcome", "RunStatus", "Snapshot", "StatusRow", "Undelivered", "WatchAlert", "WatchEnded",
     "WatchEvent", "WatchStarted", "WatchSummary",
 ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from actions.engine.plan import PlanSpec
-from actions.plans import app, cleanup, columns, full, objects, quarantine, remedies, rerun, restart
+from actions.plans import app, cleanup, columns, full, objects, quarantine, remedies, rerun, restart, unprepare
 from actions.plans.tables import plan as tables
 from actions.store.records import Actor, Role
 
@@ -38,6 +38,7 @@ class Starts(StrEnum):
     DIFF = "diff"
     BACKUP = "backup"
     DIAGNOSE = "diagnose"
+    PREPARE = "prepare"
     WATCH = "watch"
     DECLARE = "declare"
     ASSESS = "assess"
@@ -71,6 +72,11 @@ VERBS: dict[str, Verb] = {verb.name: verb for verb in (
     _plan("full", "/rollback full <env>",
           "Full rollback (runbook Scenario 1): restore the newest backup aside, ask an approver, swap it in, restart "
           "the app, run smoke checks, post RESOLVED and the incident report.", full.SPEC),
+    Verb("prepare", "/rollback prepare <env>",
+         "Before a migration: take a backup, restore it aside and verify it, so that a full rollback is then an "
+         "approval and a swap (posts \"Rollback ready\").", Who.OPERATORS, Starts.PREPARE),
+    _plan("unprepare", "/rollback unprepare <env>",
+          "Remove the environment's prepared copy, after an approval.", unprepare.SPEC),
     Verb("assess", "/rollback assess <env>",
          "Open an incident without acting and ask the runbook's question: CRITICAL (propose the full rollback), "
          "MINOR (continue and fix) or UNSURE (pause and page the approvers).", Who.RESPONDERS, Starts.ASSESS),
@@ -116,8 +122,8 @@ VERBS: dict[str, Verb] = {verb.name: verb for verb in (
     _plan("restart", "/rollback restart <env>",
           "Start the application again and check it, after a swap (the button on such a run starts it).",
           restart.SPEC, typed=False),
-    Verb("status", "/rollback status", "Open incidents and running rollbacks, with their current step.", Who.ANYONE,
-         Starts.STATUS),
+    Verb("status", "/rollback status", "Open incidents and running rollbacks, with their current step; prepared "
+         "copies; pages and mails not delivered.", Who.ANYONE, Starts.STATUS),
     Verb("help", "/rollback help", "This list.", Who.ANYONE, Starts.HELP),
 )}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 from bench import docs
-from bench.botrun import BotFailed, bot_scenario, quiet_logs
+from bench.botrun import BotFailed, bot_scenario, prepared_scenario, quiet_logs
 from bench.report import summarise, table
 from bench.responsive import responsiveness
 from bench.scenarios import ScenarioFailed, baseline, raw_parallel
@@ -55,7 +55,8 @@ def say(text: str) -> None:
 
 
 async def measure(args: argparse.Namespace, wb, app: FlagFileApp) -> dict:
-    scenarios: dict[str, list[dict]] = {k: [] for k in ("baseline", "raw", "bot_immediately", "bot_at_swap")}
+    scenarios: dict[str, list[dict]] = {k: [] for k in ("baseline", "raw", "bot_immediately", "bot_at_swap",
+                                                        "bot_prepared")}
     errors: list[str] = []
     for rep in range(1, args.repeat + 1):
         # interleaved, so a noisy minute on a shared machine hits every scenario alike
@@ -64,7 +65,8 @@ async def measure(args: argparse.Namespace, wb, app: FlagFileApp) -> dict:
                 "bot_immediately": lambda: bot_scenario(wb, app, stop_app="immediately", jobs=args.jobs,
                                                         approval_delay=args.approval_delay),
                 "bot_at_swap": lambda: bot_scenario(wb, app, stop_app="at_swap", jobs=args.jobs,
-                                                    approval_delay=args.approval_delay)}
+                                                    approval_delay=args.approval_delay),
+                "bot_prepared": lambda: prepared_scenario(wb, app, jobs=args.jobs)}
         for name, start in runs.items():
             result = await _attempt(name, start, errors)
             scenarios[name].append(result)

@@ -20,6 +20,7 @@ from bench.setup import ENV, Workbench, reset_live
 from bot.credentials import SlackCredentials
 from bot.server import BotRuntime
 from demo.flag_app import FlagFileApp
+from demo.migration import apply_phase4_migration
 from fake_slack import FakeSlack, Message
 
 SIGNING_SECRET = "bench-signing-secret-5d1e"
@@ -46,7 +47,8 @@ class Bot:
         await self.slack.stop()
 
 
-def _config(wb: Workbench, app: FlagFileApp, state: Path, stop_app: str, jobs: int, interval: float) -> Path:
+def _config(wb: Workbench, app: FlagFileApp, state: Path, stop_app: str, jobs: int, interval: float,
+            backup_root: Path) -> Path:
     path = state / "rollback-bot.toml"
     path.write_text(f"""\
 [bot]
@@ -59,7 +61,7 @@ update_interval_seconds = {interval}
 
 [environments.{ENV}]
 dsn = {json.dumps(wb.dsn())}
-backup_dir = {json.dumps(str(wb.backup_root))}
+backup_dir = {json.dumps(str(backup_root))}
 stop = [{json.dumps(app.stop_argv)}]
 start = [{json.dumps(app.start_argv)}]
 stop_app = "{stop_app}"
@@ -72,7 +74,7 @@ restore_jobs = {jobs}
 
 
 async def start_bot(wb: Workbench, app: FlagFileApp, *, stop_app: str, jobs: int,
-                    interval: float = 300) -> Bot:
+                    interval: float = 300, backup_root: Path | None = None) -> Bot:
     """A fresh bot (own state folder, so every repetition opens incident 0001 from scratch)."""
     state = wb.root / f"bot-{uuid4().hex[:8]}"
     state.mkdir()
@@ -81,7 +83,7 @@ async def start_bot(wb: Workbench, app: FlagFileApp, *, stop_app: str, jobs: int
     slack.rate_limit(per_second=1.0, burst=3, retry_after=1)  # Slack's pace per channel, as the bot meets it
     slack.add_user(OPERATOR, "ops.olivia")
     slack.add_user(APPROVER, "dba.alice")
-    settings = load_settings(_config(wb, app, state, stop_app, jobs, interval))
+    settings = load_settings(_config(wb, app, state, stop_app, jobs, interval, backup_root or wb.backup_root))
     runtime = BotRuntime(settings, SlackCredentials(SecretStr(BOT_TOKEN), SecretStr(SIGNING_SECRET), None,
                                                     slack.api_url))
     port = await runtime.serve_http("127.0.0.1", 0)
@@ -120,12 +122,12 @@ async def full_rollback(bot: Bot, approval_delay: float, on_started=None) -> dic
     if click.status != 200:
         raise BotFailed(f"the Approve click was answered {click.status}: {click.body[:300]}")
     ending = await run_end(bot)
-    run = (await bot.store.runs())[0]
+    run = next(r for r in await bot.store.runs() if r.plan == "full")
     steps = {s.key: s for s in await bot.store.steps(run.id)}
     verified = steps["verify"].ended_at.timestamp()
     waited = max(0.0, clicked - verified)  # time the run had nothing to do but wait for the human
     total = float(ending.ts) - started
-    return {"total_s": total, "work_s": total - waited, "approval_shown_s": float(request.ts) - started,
+    return {"total_s": total, "approved_to_healthy_s": steps["start_app"].ended_at.timestamp() - clicked, "work_s": total - waited, "approval_shown_s": float(request.ts) - started,
             "ready_s": verified - started, "restore_s": steps["restore_aside"].seconds,
             # pg_restore alone, as the bot timed it: the rest of the step is CREATE DATABASE and
             # copying the live database's owner, grants and settings
@@ -152,6 +154,38 @@ async def bot_scenario(wb: Workbench, app: FlagFileApp, *, stop_app: str, jobs: 
         await bot.close()
     result["mb_per_s"] = wb.dump_bytes / 1e6 / result["restore_s"]
     return result | probes.downtime()
+
+
+async def prepared_scenario(wb: Workbench, app: FlagFileApp, *, jobs: int) -> dict:
+    """`/rollback prepare` before the migration, then the migration, then `/rollback full` approved the
+    moment the request appears (at_swap). Its own backup folder, so the other scenarios' newest backup
+    stays the workbench's."""
+    await reset_live(wb, migrated=False)
+    backups = wb.root / f"_backups_prepared_{uuid4().hex[:6]}" / ENV
+    bot = await start_bot(wb, app, stop_app="at_swap", jobs=jobs, backup_root=backups)
+    try:
+        started = time.time()
+        reply = await bot.slack.send_command(OPERATOR, f"prepare {ENV}", channel_id=CHANNEL)
+        if reply.status != 200:
+            raise BotFailed(f"/rollback prepare was answered {reply.status}: {reply.body[:300]}")
+        ready = await bot.slack.wait_for(
+            lambda: next((m for m in bot.slack.messages(CHANNEL) if m.text.startswith(("✅ Rollback ready", "❌"))),
+                         None), timeout=WAIT, what="Rollback ready")
+        if not ready.text.startswith("✅ Rollback ready"):
+            raise BotFailed(f"the prepare failed:\n{ready.all_text()[:1500]}")
+        prepare_s = float(ready.ts) - started
+        [copy] = [c for c in await bot.store.prepared_copies() if c.state == "ready"]
+        await apply_phase4_migration(wb.dsn())
+        async with Probes(wb.dsn(), app.health_url) as probes:
+            result = await full_rollback(bot, 0.0)
+        run = next(r for r in await bot.store.runs() if r.plan == "full")
+        if not run.facts.get("prepared"):
+            raise BotFailed("the full rollback did not use the prepared copy:\n" + bot.slack.describe()[:1500])
+    finally:
+        await bot.close()
+    return result | probes.downtime() | {
+        "prepare_s": prepare_s, "prepare_backup_s": copy.backup_seconds, "prepare_restore_s": copy.restore_seconds,
+        "mb_per_s": wb.dump_bytes / 1e6 / copy.restore_seconds if copy.restore_seconds else 0.0}
 
 
 def quiet_logs() -> None:

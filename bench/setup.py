@@ -47,6 +47,10 @@ class Workbench:
         return f"{self.prefix}_tpl"  # the migrated state, copied back before every scenario
 
     @property
+    def clean(self) -> str:
+        return f"{self.prefix}_clean"  # the state before the migration: where a prepared rollback starts
+
+    @property
     def backup_root(self) -> Path:
         return self.root / "_backups" / ENV
 
@@ -69,6 +73,7 @@ async def build(wb: Workbench, rows: int) -> None:
     wb.dump = await take_backup(wb.dsn(), wb.backup_root, ENV)
     wb.dump_bytes = wb.dump.stat().st_size
     seconds["pg_dump"] = time.perf_counter() - started
+    await _create_from(wb.admin_dsn, wb.clean, wb.live)
     started = time.perf_counter()
     await apply_phase4_migration(wb.dsn())
     seconds["migrate"] = time.perf_counter() - started
@@ -76,13 +81,14 @@ async def build(wb: Workbench, rows: int) -> None:
     wb.build_seconds = seconds
 
 
-async def reset_live(wb: Workbench) -> None:
-    """Put the migrated state back under the live name and drop the bot's leftovers of it
-    (``<live>__failed_…``/``__rollback_…``), so every repetition starts from the same place."""
+async def reset_live(wb: Workbench, *, migrated: bool = True) -> None:
+    """Put the migrated state (or, for a prepared rollback, the state before the migration) back under
+    the live name and drop the bot's leftovers of it (``<live>__failed_…``/``__rollback_…``/
+    ``__prepared_…``), so every repetition starts from the same place."""
     for name in await database_names(wb.admin_dsn, wb.live):
-        if name != wb.template:
+        if name not in (wb.template, wb.clean):
             await drop(wb.admin_dsn, name)
-    await _create_from(wb.admin_dsn, wb.live, wb.template)
+    await _create_from(wb.admin_dsn, wb.live, wb.template if migrated else wb.clean)
     await settle(wb.admin_dsn)
 
 

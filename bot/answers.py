@@ -14,6 +14,7 @@ from actions.results import (
     IncidentNotFound,
     InvalidArguments,
     NotPossible,
+    PrepareStarted,
     Problem,
     Recorded,
     Refused,
@@ -97,9 +98,14 @@ def reply(answer, settings: Settings) -> SlackMessage | Public | None:
             # The reason says who stopped it, or that its time ran out just before the stop arrived.
             return replies.note(f"🏁 The watch of `{environment}` ended after {duration(seconds)}: {reason}. "
                                 f"Its summary is posted in <#{channel}>.")
-        case StatusReport(rows=rows, undelivered=undelivered):
+        case StatusReport(rows=rows, undelivered=undelivered, prepared=prepared):
             return replies.status_message([status_line(row) for row in rows],
-                                          [presenters.undelivered_line(u) for u in undelivered])
+                                          [presenters.undelivered_line(u) for u in undelivered],
+                                          [presenters.prepared_line(p) for p in prepared])
+        case PrepareStarted(copy=copy, channel=channel):
+            return replies.note(f"🛟 Preparing a rollback of `{copy.environment}`: a backup now, restored into "
+                                f"`{copy.database}` and verified. Follow it in <#{channel}>; it says *Rollback ready* "
+                                "when a full rollback is an approval and a swap.")
     raise TypeError(f"no reply for {answer!r}")
 
 

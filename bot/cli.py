@@ -68,6 +68,11 @@ def _main(argv: list[str] | None) -> int:
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     demo.add_argument("--setup-only", action="store_true", help="set up, print, and exit without serving")
 
+    prepare = sub.add_parser("prepare", help="before a migration: a backup now, restored aside and verified, so "
+                                             "that a full rollback is an approval and a swap")
+    prepare.add_argument("--config", required=True)
+    prepare.add_argument("environment")
+
     backup = sub.add_parser("backup", help="take a backup now (pg_dump -Fc, the runbook's layout, with a manifest)")
     backup.add_argument("--config", required=True)
     backup.add_argument("environment")
@@ -93,6 +98,8 @@ def _main(argv: list[str] | None) -> int:
             return _local(settings, args)
         if args.command == "backup":
             return _backup(settings, args.environment)
+        if args.command == "prepare":
+            return _prepare(settings, args.environment)
     except (ConfigError, CredentialsError) as problem:
         print(f"rollback-bot: {problem}", file=sys.stderr)
         return 2
@@ -169,6 +176,22 @@ def _backup(settings: Settings, environment: str) -> int:
           f"{result.tables} tables, {result.rows:,} rows")
     for old in result.beyond_keep:
         print(f"beyond keep_backups={env.keep_backups}, kept: {old.path.parent.name}")
+    return 0
+
+
+def _prepare(settings: Settings, environment: str) -> int:
+    from actions.service import prepare_from_terminal
+
+    if environment not in settings.environments:
+        print(f"rollback-bot: no environment {environment!r} in {settings.config_path} "
+              f"(configured: {', '.join(settings.environments)})", file=sys.stderr)
+        return 2
+    result = asyncio.run(prepare_from_terminal(settings, environment, lambda line: print(line, flush=True)))
+    if isinstance(result, str):
+        print(f"rollback-bot: prepare of {environment} failed: {result}", file=sys.stderr)
+        return 1
+    print(f"Rollback ready: {result.database} holds {result.backup_path}, verified at "
+          f"{result.ready_at:%Y-%m-%d %H:%M:%S} UTC; a full rollback of {environment} now swaps it in")
     return 0
 
 

@@ -29,6 +29,7 @@ from actions.engine.events import (
     IncidentChanged,
     IncidentDeclared,
     PostIncidentChanged,
+    PrepareChanged,
     ReportWritten,
     RunEnded,
     RunStarted,
@@ -48,6 +49,7 @@ from messages import lifecycle
 from messages.approval import approval_message
 from messages.incident import alert, decision_line, resolved, resolved_by_hand, run_ended, run_started, step_line
 from messages.outreach import delivery_line
+from messages.prepared import prepare_failed, prepare_progress, rollback_ready
 from messages.update import status_update
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class Notifier:
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._alerts_queued: set[str] = set()  # incidents whose alert is posted or on its way
+        self._prepares: dict[str, tuple[asyncio.Future, str]] = {}  # prepare id -> (its progress post, last detail)
 
     def emit(self, event: Event) -> None:
         """Called by the runner and the desk: never blocks, never fails."""
@@ -155,11 +158,37 @@ class Notifier:
                 await self.post_incident.redraw(incident.id, what)
             case UpdateDue(incident_id=incident_id):
                 await self._status_update(incident_id)
+            case PrepareChanged():
+                self._prepare_changed(event)
             case DeliveryEnded(incident=incident, delivery=delivery):
                 # A page or mail given up is something to do by hand: it goes ahead of progress lines.
                 sent = delivery.state is DeliveryState.SENT
                 await self.poster.to_incident(incident.id, delivery_line(presenters.delivery_view(delivery)),
                                               thread=True, progress=sent, urgent=not sent)
+
+    def _prepare_changed(self, event: PrepareChanged) -> None:
+        """A prepare's progress message, posted once and updated in place; then "Rollback ready" or the failure,
+        in the incident channel (a prepare comes before any incident)."""
+        copy, channel = event.copy, self.settings.bot.incident_channel
+        progress = event.progress
+        percent = round(100 * progress.done / progress.total) if progress and progress.total else None
+        posted, detail = self._prepares.get(copy.id, (None, ""))
+        detail = event.detail or detail  # a progress tick carries no words of its own
+        view = presenters.prepare_view(copy, event.phase, detail, self.settings, percent=percent,
+                                       replaced=event.replaced)
+        message = prepare_progress(view)
+        if posted is None:
+            posted = self.poster.post(channel, message, what="a prepare's progress")
+        else:
+            async def progress_ts(post: asyncio.Future = posted) -> str | None:
+                answer = await asyncio.shield(post)
+                return answer.get("ts") if isinstance(answer, dict) else None
+            self.poster.update(channel, progress_ts, message, replaces=f"prepare:{copy.id}")
+        self._prepares[copy.id] = (posted, detail)
+        if event.phase in ("ready", "failed"):
+            ending = rollback_ready(view) if event.phase == "ready" else prepare_failed(view)
+            self.poster.post(channel, ending, urgent=True, what="a prepare's end")
+            self._prepares.pop(copy.id, None)
 
     async def _status_update(self, incident_id: str) -> None:
         """One status update from live execution state; the alert's ETA is refreshed with it."""

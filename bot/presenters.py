@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import readable
 from actions.config import SIGNOFF_ROLES, Settings
 from actions.status import (
     ApprovalPreview,
     ChecklistGroupState,
     IncidentState,
+    PreparedRow,
     ProgressView,
     RunOutcome,
     RunStatus,
@@ -27,12 +29,14 @@ from actions.store.records import (
     DeliveryState,
     Incident,
     IncidentStatus,
+    PreparedCopy,
     StepRecord,
     StepState,
     parse_time,
     utcnow,
 )
 from messages.outreach import MAIL_WHAT, DeliveryView, PageView
+from messages.prepared import PrepareView
 from messages.views import (
     AlertView,
     ApprovalView,
@@ -186,3 +190,26 @@ def undelivered_line(item: Undelivered) -> str:
         todo = "page by hand" if item.transport == "pagerduty" else "email it by hand"
         return f"{item.incident_id}: {what} {item.reason}: {todo}"
     return f"{item.incident_id}: {what} still being tried ({item.attempts} tries so far; last: {item.reason})"
+
+
+def prepare_view(copy: PreparedCopy, phase: str, detail: str, settings: Settings, *, percent: int | None = None,
+                 replaced: tuple[str, ...] = ()) -> PrepareView:
+    env = settings.environments.get(copy.environment)
+    backup = "/".join(Path(copy.backup_path).parts[-2:]) if copy.backup_path else None
+    return PrepareView(
+        environment=copy.environment, target=env.target if env else copy.environment, database=copy.database,
+        phase=phase, detail=detail, requested_by=copy.requested_by, started_at=copy.started_at, backup=backup,
+        backup_seconds=copy.backup_seconds, restore_seconds=copy.restore_seconds, ready_at=copy.ready_at,
+        percent=percent, replaced=replaced)
+
+
+def prepared_line(row: PreparedRow) -> str:
+    """A line of `/rollback status` for a prepared copy."""
+    age = readable.duration((utcnow() - row.since).total_seconds())
+    if row.state == "preparing":
+        return f"`{row.environment}`: preparing `{row.database}` (for {age})"
+    line = (f"`{row.environment}`: `{row.database}`, ready for {age}, backup {row.backup}, "
+            f"{readable.size(row.size or 0)}")
+    if row.stale:
+        line += f" ⚠️ older than the migration window should be: `/rollback unprepare {row.environment}` removes it"
+    return line

@@ -13,11 +13,21 @@ def _reply(text: str, *extra: str) -> SlackMessage:
 
 def help_message(verbs: list[tuple[str, str, str]], environments: list[str], outreach: list[str] = ()) -> SlackMessage:
     """`verbs`: (usage, what it does, who may) of every verb, in order (actions/verbs.py); `outreach`:
-    whether incidents are paged and mailed (a line each)."""
+    whether incidents are paged and mailed (a line each). The verbs go in as many sections as Slack's
+    3,000 characters a section need; the fallback text lists the usages only, so it is never cut short."""
     lines = [f"• `{usage}` — {what} _({who})_" for usage, what, who in verbs]
-    return _reply("*rollback-bot* verbs:\n" + "\n".join(lines),
-                  "Environments: " + (", ".join(f"`{e}`" for e in environments) or "none configured") + ". "
-                  + " ".join(f"{line}." for line in outreach))
+    sections, current = [], "*rollback-bot* verbs:"
+    for line in lines:
+        if len(current) + 1 + len(line) > 2900:
+            sections.append(current)
+            current = line
+        else:
+            current += "\n" + line
+    sections.append(current)
+    where = ("Environments: " + (", ".join(f"`{e}`" for e in environments) or "none configured") + ". "
+             + " ".join(f"{line}." for line in outreach)).strip()
+    text = "rollback-bot verbs:\n" + "\n".join(usage for usage, _, _ in verbs) + "\n" + where
+    return SlackMessage(text, [section(s) for s in sections] + [context(where)])
 
 
 def unknown_verb(verb: str, verbs: list[str]) -> SlackMessage:
@@ -74,9 +84,11 @@ def internal_error(error_id: str) -> SlackMessage:
                   "The error id is in the bot's log.")
 
 
-def status_message(lines: list[StatusLine], undelivered: list[str] = ()) -> SlackMessage:
-    """`undelivered`: a line per page or mail that was given up or is being tried again."""
+def status_message(lines: list[StatusLine], undelivered: list[str] = (), prepared: list[str] = ()) -> SlackMessage:
+    """`undelivered`: a line per page or mail that was given up or is being tried again; `prepared`: a line
+    per prepared copy."""
     trouble = ("\n\n*Not delivered*\n" + "\n".join(f"• ⚠️ {line}" for line in undelivered)) if undelivered else ""
+    trouble += ("\n\n*Prepared rollbacks*\n" + "\n".join(f"• 🛟 {line}" for line in prepared)) if prepared else ""
     if not lines:
         return _reply("No open incidents and no running rollbacks." + trouble)
     rows = []

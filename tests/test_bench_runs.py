@@ -16,7 +16,7 @@ from pathlib import Path
 from support.harness import database_names
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("baseline", "raw", "bot_immediately", "bot_at_swap")
+SCENARIOS = ("baseline", "raw", "bot_immediately", "bot_at_swap", "bot_prepared")
 
 
 async def test_the_bench_runs_and_reports_every_figure(tmp_path):
@@ -33,21 +33,26 @@ async def test_the_bench_runs_and_reports_every_figure(tmp_path):
     medians = results["summary"]["medians"]
     for name in SCENARIOS:
         assert len(results["scenarios"][name]) == 1, name
-        assert medians[name]["total_s"] > 0 and medians[name]["restore_s"] > 0, name
+        restored = "prepare_restore_s" if name == "bot_prepared" else "restore_s"  # prepared: restored beforehand
+        assert medians[name]["total_s"] > 0 and medians[name][restored] > 0, name
     for name in ("bot_immediately", "bot_at_swap"):
         bot = medians[name]
         for key in ("total_vs_baseline", "downtime_vs_baseline", "restore_vs_raw", "ready_vs_raw", "work_vs_raw",
                     "pg_restore_vs_raw", "step_preflight_s", "step_restore_aside_s", "step_verify_s", "swap_window_s"):
             assert isinstance(bot.get(key), float) and math.isfinite(bot[key]), (name, key, bot.get(key))
     assert "step_read_dump_s" in medians["bot_immediately"] and "step_read_dump_s" not in medians["bot_at_swap"]
+    for key in ("prepare_s", "prepare_backup_s", "approved_to_healthy_s", "total_vs_baseline", "downtime_s"):
+        value = medians["bot_prepared"].get(key)
+        assert isinstance(value, float) and math.isfinite(value), (key, value)
     resp = results["responsiveness"]
     assert resp["commands"] == 10 and resp["non_200"] == 0 and resp["updates"] >= 2
     targets = results["summary"]["targets"]
-    assert len(targets) == 9 and all(isinstance(t["met"], bool) and t["measured"] is not None for t in targets)
+    assert len(targets) == 12 and all(isinstance(t["met"], bool) and t["measured"] is not None for t in targets)
 
     # The printed table has a row per scenario, the breakdown and the verdicts.
     for label in ("runbook Scenario 1 (baseline)", "raw `createdb` + `pg_restore -j", 'bot, `stop_app = "immediately"`',
-                  'bot, `stop_app = "at_swap"`', "where the time goes", "slash-command ack p99"):
+                  'bot, `stop_app = "at_swap"`', "where the time goes", "slash-command ack p99",
+                  "bot with a prepared copy", "prepared rollback (medians)"):
         assert label in table, label
     verdicts = [line for line in table.splitlines()
                 if line.endswith(("| met |", "| NOT met |")) and not line.startswith("| target")]

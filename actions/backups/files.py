@@ -32,15 +32,17 @@ def backup_name(env: Environment) -> str:
     return env.backup_name.format(env=env.name)
 
 
+def backup_file(path: Path) -> BackupFile:
+    """A dump as the bot describes it: its modification time is its creation (the runbook's `ls -t`)."""
+    stat = path.stat()
+    return BackupFile(path, datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size)
+
+
 def all_backups(env: Environment) -> list[BackupFile]:
     """Every `<backup_dir>/*/<name>`, newest first by modification time (the runbook's `ls -t`)."""
     if not env.backup_dir.is_dir():
         return []
-    files = []
-    for path in env.backup_dir.glob(f"*/{backup_name(env)}"):
-        if path.is_file():
-            stat = path.stat()
-            files.append(BackupFile(path, datetime.fromtimestamp(stat.st_mtime, UTC), stat.st_size))
+    files = [backup_file(path) for path in env.backup_dir.glob(f"*/{backup_name(env)}") if path.is_file()]
     return sorted(files, key=lambda b: (b.created, b.path.as_posix()), reverse=True)
 
 

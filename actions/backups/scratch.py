@@ -2,6 +2,10 @@
 
 The schema diff reads the backup's schema from one; the column and table rollbacks read the
 backup's rows from one. A scratch database is always dropped when its work is done.
+
+When a prepared rollback's copy holds the same backup and is proven unchanged, the scratch database
+is a file copy of it (`CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY`) instead of a restore: the copy
+is only read, never opened to connections, and its proof stands (`actions/prepared/proof.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
+
+from psycopg import sql
 
 from actions.backups.manifest import load_manifest
 from actions.backups.toc import Toc
@@ -27,11 +33,16 @@ _ROWS_ONLY = [*_RESTORE, "--no-acl"]
 
 
 @asynccontextmanager
-async def scratch_database(env: Environment, purpose: str) -> AsyncIterator[str]:
-    """A new empty database named after the live one and `purpose`; dropped on the way out."""
+async def scratch_database(env: Environment, purpose: str, *, copy_of: str | None = None) -> AsyncIterator[str]:
+    """A new database named after the live one and `purpose`: empty, or a file copy of `copy_of` (a
+    prepared copy, which is only read); dropped on the way out."""
     name = f"{env.database}__scratch_{purpose}_{secrets.token_hex(3)}"[: pg.MAX_IDENTIFIER_BYTES]
     async with await pg.admin(env) as conn:
-        await pg.create_database_like(conn, env.database, name)
+        if copy_of is None:
+            await pg.create_database_like(conn, env.database, name)
+        else:
+            await conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(copy_of)))
     try:
         yield name
     finally:

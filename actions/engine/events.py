@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from actions.engine.plan import RunOutcome
-from actions.store.records import Approval, Delivery, Incident, Run, StepRecord
+from actions.engine.progress import ProgressView
+from actions.store.records import Approval, Delivery, Incident, PreparedCopy, Run, StepRecord
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,19 @@ class DeliveryEnded:
     delivery: Delivery
 
 
+@dataclass(frozen=True)
+class PrepareChanged:
+    """A prepared rollback moved on: a new phase, the restore's progress, or its end (`ready`, `failed`).
+    Not part of an incident: it is shown in the incident channel, before any migration went wrong."""
+
+    copy: PreparedCopy
+    phase: str  # preflight / backup / restore / verify / ready / failed
+    detail: str = ""
+    progress: ProgressView | None = None
+    replaced: tuple[str, ...] = ()  # ready: the earlier copies it replaced (dropped)
+
+
 Event = (IncidentDeclared | SeverityAsked | SeverityChosen | Escalated | IncidentChanged | RunStarted | StepChanged
          | ApprovalRequested | ApprovalDecided | RunEnded | ReportWritten | PostIncidentChanged
-         | DeliveryEnded)
+         | DeliveryEnded | PrepareChanged)
 Emit = Callable[[Event], None]

@@ -10,7 +10,8 @@ run's facts or from a text. `SentMessages` is where `bot/` records the Slack mes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from actions.incidents.checklist import CHECKLIST
 from actions.incidents.desk import LEVELS
@@ -20,10 +21,12 @@ from actions.store.records import (
     DeliveryState,
     Incident,
     IncidentStatus,
+    PreparedState,
     Run,
     RunState,
     StepRecord,
     StepState,
+    utcnow,
 )
 from actions.store.sqlite import AsyncStore
 
@@ -76,6 +79,19 @@ class Undelivered:
     given_up: bool
     reason: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class PreparedRow:
+    """A prepared copy, as `/rollback status` lists it."""
+
+    environment: str
+    database: str
+    state: str  # preparing / ready
+    since: datetime  # ready: when it was verified; preparing: when it started
+    backup: str | None  # the backup's folder and file
+    size: int | None
+    stale: bool  # older than prepared_ttl_hours: offered for removal
 
 
 @dataclass(frozen=True)
@@ -151,6 +167,16 @@ class Reads:
 
     async def status(self) -> list[StatusRow]:
         return status_rows(await self._store.overview())
+
+    async def prepared(self, ttl_hours: float) -> list[PreparedRow]:
+        """Every prepared copy ready or under way, with whether it is older than `ttl_hours`."""
+        rows = []
+        for copy in await self._store.prepared_copies(states=(PreparedState.READY, PreparedState.PREPARING)):
+            since = copy.ready_at or copy.started_at
+            backup = "/".join(Path(copy.backup_path).parts[-2:]) if copy.backup_path else None
+            rows.append(PreparedRow(copy.environment, copy.database, copy.state.value, since, backup, copy.size,
+                                    copy.state is PreparedState.READY and utcnow() - since > timedelta(hours=ttl_hours)))
+        return rows
 
     async def undelivered(self) -> list[Undelivered]:
         """Failed pages and mails of incidents not closed yet, and those still being tried after an error."""

@@ -10,6 +10,7 @@ approved, who asked and who approved, and how it ended — and uses the full rol
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 
 from actions.config import SIGNOFF_ROLES, Settings
@@ -103,7 +104,7 @@ async def build_report(settings: Settings, store: AsyncStore, incident_id: str) 
     full_steps = await store.steps(full.id) if full else []
     env = settings.environments.get(incident.environment)
     timeline = (
-        ("Migration start", None),
+        ("Migration start", await _migration_start(store, incident)),
         ("Migration issue detected", incident.declared_at),
         ("Rollback initiated", runs[0].started_at if runs else None),
         ("Restore completed", _ended(full_steps, "restore_aside")),
@@ -129,6 +130,14 @@ async def build_report(settings: Settings, store: AsyncStore, incident_id: str) 
                        for role, title in SIGNOFF_ROLES.items()),
         audit_head=audit_head,
     )
+
+
+async def _migration_start(store: AsyncStore, incident) -> datetime | None:
+    """The migration window's start: when the environment's latest prepared rollback before the incident
+    was ready (`/rollback prepare` marks it); unknown without one."""
+    copies = [c for c in await store.prepared_copies(environment=incident.environment)
+              if c.ready_at is not None and c.ready_at <= incident.declared_at]
+    return copies[-1].ready_at if copies else None
 
 
 async def write_report(settings: Settings, store: AsyncStore, incident_id: str) -> Path:

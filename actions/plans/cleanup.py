@@ -1,10 +1,12 @@
 """`/rollback cleanup <env>`: drop the restored copies (`<live>__rollback_<incident>`) that
-interrupted or failed runs left behind, after an approval.
+interrupted or failed runs left behind, and the copies of prepares that failed or were interrupted
+(`<live>__prepared_<id>` that were never verified), after an approval.
 
 Only copies that never became live are candidates: the name must be the live name plus
-`__rollback_`, no running rollback may be using it, and the live database and the kept failed
-copies (`__failed_`, kept for forensics) are never touched. The bot finds such copies at start-up
-and offers this plan with a button.
+`__rollback_` or `__prepared_`, no running rollback may be using it, a ready prepared copy is not
+a leftover (`/rollback unprepare` removes one), and the live database and the kept failed copies
+(`__failed_`, kept for forensics) are never touched. The bot finds such copies at start-up and
+offers this plan with a button.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from actions.engine.plan import (
 )
 from actions.plans import partial
 from actions.postgres import server as pg
-from actions.store.records import RunState
+from actions.store.records import PreparedState, RunState
 
 LEFTOVERS_SQL = """
 SELECT datname, pg_database_size(oid) FROM pg_database
- WHERE starts_with(datname, %s) AND datname <> %s ORDER BY datname"""
+ WHERE (starts_with(datname, %s) OR starts_with(datname, %s)) AND datname <> %s ORDER BY datname"""
 
 
 def copy_name(live: str, incident_id: str) -> str:
@@ -37,13 +39,20 @@ def copy_name(live: str, incident_id: str) -> str:
     return f"{live}__rollback_{incident_id.lower().replace('-', '_')}"
 
 
-async def leftovers(env: Environment, busy_incidents: set[str]) -> list[tuple[str, int]]:
-    """(name, bytes) of every aside copy of `env` that no running rollback is using."""
+async def leftovers(env: Environment, busy_incidents: set[str], in_use: set[str] = frozenset()) -> list[tuple[str, int]]:
+    """(name, bytes) of every aside copy of `env` that no running rollback is using, and every prepared
+    copy not in `in_use` (the ready ones, and one a prepare is making now)."""
     live = env.database
-    busy = {copy_name(live, incident) for incident in busy_incidents}
+    busy = {copy_name(live, incident) for incident in busy_incidents} | set(in_use)
     async with await pg.admin(env) as conn:
-        rows = await (await conn.execute(LEFTOVERS_SQL, (f"{live}__rollback_", live))).fetchall()
+        rows = await (await conn.execute(LEFTOVERS_SQL, (f"{live}__rollback_", f"{live}__prepared_", live))).fetchall()
     return [(name, size) for name, size in rows if name not in busy]
+
+
+async def prepared_in_use(store, environment: str) -> set[str]:
+    """The prepared copies that are not leftovers: ready ones, and the one a prepare is making now."""
+    return {c.database for c in await store.prepared_copies(
+        environment=environment, states=(PreparedState.READY, PreparedState.PREPARING))}
 
 
 async def _busy(ctx: RunContext) -> set[str]:
@@ -52,12 +61,16 @@ async def _busy(ctx: RunContext) -> set[str]:
             if run.environment == ctx.environment.name and run.id != ctx.run.id and run.plan != "cleanup"}
 
 
+async def _free(ctx: RunContext) -> list[tuple[str, int]]:
+    return await leftovers(ctx.environment, await _busy(ctx), await prepared_in_use(ctx.store, ctx.environment.name))
+
+
 async def check_args(env: Environment, args: tuple[str, ...]) -> str | None:
     return "cleanup takes no arguments: it finds the copies itself" if args else None
 
 
 async def find(ctx: RunContext) -> StepOutcome:
-    found = await leftovers(ctx.environment, await _busy(ctx))
+    found = await _free(ctx)
     if not found:
         raise StepFailed(f"no leftover restored copy of {ctx.environment.database}: nothing to clean up")
     listing = ", ".join(f"{name} ({readable.size(size)})" for name, size in found)
@@ -67,11 +80,11 @@ async def find(ctx: RunContext) -> StepOutcome:
 
 async def drop(ctx: RunContext) -> StepOutcome:
     live = ctx.environment.database
-    still_free = {name for name, _ in await leftovers(ctx.environment, await _busy(ctx))}
+    still_free = {name for name, _ in await _free(ctx)}
     dropped = []
     async with await pg.admin(ctx.environment) as conn:
         for name in ctx.facts["leftovers"]:
-            if not name.startswith(f"{live}__rollback_") or name == live or name not in still_free:
+            if not name.startswith((f"{live}__rollback_", f"{live}__prepared_")) or name == live or name not in still_free:
                 continue  # a rollback started using it since the approval: leave it alone
             await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
             dropped.append(name)
@@ -85,7 +98,7 @@ def preview(ctx: RunContext) -> ApprovalPreview:
     return ApprovalPreview(
         title=f"Drop leftover restored copies of {ctx.environment.name}",
         actions=(*(f"DROP DATABASE `{name}` ({readable.size(sizes[name])}): a copy restored by an interrupted or "
-                   "failed run; it never became live" for name in ctx.facts["leftovers"]),
+                   "failed run or prepare; it never became live and was never used" for name in ctx.facts["leftovers"]),
                  f"Never `{ctx.environment.database}` itself, never a kept `__failed_` copy"),
         facts=(("Target", ctx.environment.target), ("Requested by", f"<@{ctx.run.requested_by}>")),
         confirm=f"Drop {len(ctx.facts['leftovers'])} leftover restored cop"

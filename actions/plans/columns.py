@@ -114,9 +114,11 @@ def _not_brought_back(diff: SchemaDiff, backup: Catalog, tables: set[str]) -> li
 async def copy_backup_values(ctx: RunContext) -> StepOutcome:
     """The backup's key and lost columns, into a scratch schema of the live database (nothing live changes)."""
     env, work = ctx.environment, ctx.facts["work"]
-    async with scratch_database(env, "columns") as scratch:
+    prepared = await partial.prepared_source(ctx)
+    async with scratch_database(env, "columns", copy_of=prepared and prepared.database) as scratch:
         dump = Path(partial.backup_of(ctx).path)
-        await restore_rows(env, scratch, dump, await read_toc(dump), _row_tables(ctx))
+        if prepared is None:
+            await restore_rows(env, scratch, dump, await read_toc(dump), _row_tables(ctx))
         async with await pg.connect(env) as live, await pg.connect(env, scratch) as source:
             await live.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(_scratch_schema(ctx))))
             await ctx.remember({"scratch_schema": True})
@@ -138,7 +140,9 @@ async def copy_backup_values(ctx: RunContext) -> StepOutcome:
                         await into.write(block)
                 rows = await pg.scalar(live, sql.SQL("SELECT count(*) FROM {}").format(_in_scratch(ctx, w["table"])))
                 copied.append(f"{w['table']} {rows:,}")
-    return StepOutcome(f"backup values copied into schema {_scratch_schema(ctx)}: " + ", ".join(copied))
+    source = (f" (read from a file copy of the prepared copy {prepared.database}, which is left as it was)"
+              if prepared else "")
+    return StepOutcome(f"backup values copied into schema {_scratch_schema(ctx)}{source}: " + ", ".join(copied))
 
 
 def _row_tables(ctx: RunContext) -> list[str]:

@@ -3,7 +3,7 @@
 A run's facts are one JSON object in the store: each step adds what later steps (and a restart)
 need. Most keys are a plan's own business. These are not: the backup a run uses (the preview, the
 approval's binding, the report and the RESOLVED message read it), the databases a full rollback
-names, where its swap stands, and whether the run stopped the application. They are read only
+names, the prepared copy it uses, where its swap stands, and whether the run stopped the application. They are read only
 through `RunFacts` and written only through `facts_update`, so their shape is declared once.
 
 Runs recorded before these models (flat keys: `backup_path`, `swapped`, …) are read too.
@@ -54,6 +54,17 @@ class Databases(BaseModel):
     keep_as: str  # the failed database, kept: <db>__failed_<incident>
 
 
+class PreparedRef(BaseModel):
+    """The prepared copy a full rollback swaps in instead of restoring (`/rollback prepare`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    database: str
+    ready_at: datetime  # when it was verified and closed
+    restore_seconds: float | None = None  # what its restore took, at prepare time (the time this run saves)
+
+
 class Swap(StrEnum):
     """Where a run's swap stands (the full rollback's renames, the table rollback's transaction)."""
 
@@ -69,6 +80,7 @@ class RunFacts(BaseModel):
     args: list[str] = []
     backup: BackupRef | None = None
     databases: Databases | None = None
+    prepared: PreparedRef | None = None  # the full rollback swaps this prepared copy in: nothing is restored
     swap: Swap = Swap.NOT_DONE
     app_stopped: bool = False  # this run stopped the application and has not started it again
 

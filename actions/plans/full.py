@@ -14,9 +14,7 @@ or only for the swap (`"at_swap"`), which keeps it up during the restore.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from psycopg import sql
 
@@ -32,24 +30,27 @@ from actions.backups.files import (
     read_toc,
 )
 from actions.backups.manifest import load_manifest
+from actions.backups.restore import RestoreFailed, progress_for, restore_into
 from actions.backups.verify import verify_restored
 from actions.config import Environment
 from actions.engine.concurrency import together
 from actions.engine.events import ReportWritten
 from actions.engine.plan import ApprovalPreview, Plan, PlanSpec, RunContext, RunOutcome, Step, StepFailed, StepOutcome
-from actions.engine.processes import run_process
-from actions.engine.progress import RestoreProgress
 from actions.incidents.report import write_report
-from actions.plans.facts import BackupRef, Databases, RunFacts, Swap, facts_update
+from actions.plans.facts import BackupRef, Databases, PreparedRef, RunFacts, Swap, facts_update
 from actions.plans.partial import backup_inputs
 from actions.postgres import server as pg
-from actions.store.records import AlertStatus, IncidentStatus, RunState
+from actions.prepared import proof as prepared_proof
+from actions.store.records import AlertStatus, IncidentStatus, PreparedCopy, PreparedState, RunState
 
 DISK_MARGIN = 1.1  # the restored copy may be larger than the live database (rows the migration deleted)
 
 
 def names(ctx: RunContext) -> tuple[str, str, str]:
-    """(live, restored copy, name the failed database is kept under)."""
+    """(live, restored copy — or the prepared copy used —, name the failed database is kept under)."""
+    chosen = _facts(ctx).databases
+    if chosen is not None:
+        return chosen.live, chosen.aside, chosen.keep_as
     live = ctx.environment.database
     return live, f"{live}__rollback_{ctx.database_suffix}", f"{live}__failed_{ctx.database_suffix}"
 
@@ -81,13 +82,43 @@ async def preflight(ctx: RunContext) -> StepOutcome:
             read_toc(backup), fingerprint(backup.path), _check_server(env, live, aside, keep_as))
     except BackupProblem as problem:
         raise StepFailed(str(problem)) from None
-    facts = {**facts_update(backup=BackupRef.of(backup, sha256=sha256, identity=identity),
-                            databases=Databases(live=live, aside=aside, keep_as=keep_as)),
-             "toc_entries": len(toc.entries), "live_size": server.size, "leftover_aside": server.leftover}
+    prepared, unused = await _prepared_copy(ctx, sha256)
+    chosen = Databases(live=live, aside=prepared.database if prepared else aside, keep_as=keep_as)
+    facts = {**facts_update(backup=BackupRef.of(backup, sha256=sha256, identity=identity), databases=chosen,
+                            prepared=prepared and PreparedRef(id=prepared.id, database=prepared.database,
+                                                              ready_at=prepared.ready_at,
+                                                              restore_seconds=prepared.restore_seconds)),
+             "toc_entries": len(toc.entries), "live_size": server.size,
+             "leftover_aside": server.leftover and not prepared}
     again = f"; {aside}, left by an interrupted run of this incident, will be restored again" if server.leftover else ""
+    if prepared:
+        again = (f"; the prepared copy {prepared.database} (verified {prepared.ready_at:%H:%M} UTC, closed since) "
+                 "is used: nothing to restore")
+    elif unused:
+        again += f"; the prepared copy is not used: {unused}, so the backup is restored as usual"
+        await ctx.store.audit("bot", "prepared.not_used", environment=env.name, incident_id=ctx.incident.id,
+                              run_id=ctx.run.id, reason=unused)
     return StepOutcome(
         f"backup {backup.describe()}: {len(toc.entries)} items in its table of contents; "
         f"{env.target} reachable (PostgreSQL {server.version}), {readable.size(server.size)}; {server.disk}{again}", facts)
+
+
+async def _prepared_copy(ctx: RunContext, sha256: str) -> tuple[PreparedCopy | None, str | None]:
+    """The environment's ready prepared copy if it holds the newest backup and is proven unchanged; else
+    (None, why not) — or (None, None) when there is none."""
+    ready = await ctx.store.prepared_copies(environment=ctx.environment.name, states=(PreparedState.READY,))
+    if not ready:
+        return None, None
+    copy = ready[-1]
+    if copy.backup_sha256 != sha256:
+        return None, (f"{copy.database} holds the backup of {copy.backup_created:%Y-%m-%d %H:%M} UTC, and a newer "
+                      "backup is the newest now")
+    try:
+        async with await pg.admin(ctx.environment) as conn:
+            why_not = await prepared_proof.unchanged(conn, copy)
+    except Exception as exc:
+        return None, f"it could not be checked ({type(exc).__name__})"
+    return (None, why_not) if why_not else (copy, None)
 
 
 async def read_dump(ctx: RunContext) -> StepOutcome:
@@ -99,6 +130,10 @@ async def read_dump(ctx: RunContext) -> StepOutcome:
     nothing is stopped or changed before the swap, and the restore reads every block itself: a
     damaged dump fails it, the copy is dropped, live and the app are untouched.
     """
+    prepared = _facts(ctx).prepared
+    if prepared:
+        return StepOutcome(f"not needed: the prepared copy {prepared.database} was restored from this backup and "
+                           f"verified against its manifest at {prepared.ready_at:%H:%M:%S} UTC")
     try:
         seconds = await read_all_data(_backup(ctx))
     except BackupProblem as problem:
@@ -141,19 +176,12 @@ async def _check_server(env: Environment, live: str, aside: str, keep_as: str) -
 
 
 async def _disk_room(conn, live: str, needed: int) -> str:
-    """Free space where the copy will be written — the live database's tablespace, which the copy
-    inherits, else the data directory — when this host can see it (a local server)."""
-    try:
-        data_dir = await pg.scalar(
-            conn, "SELECT coalesce(nullif(pg_tablespace_location(d.dattablespace), ''), "
-                  "current_setting('data_directory')) FROM pg_database d WHERE d.datname = %s", (live,))
-    except Exception:
-        return "disk room not checked (the role may not read data_directory)"
-    if not data_dir or not Path(data_dir).exists():
-        return "disk room not checked (the server's data directory is not on this host)"
-    free = (await asyncio.to_thread(shutil.disk_usage, data_dir)).free
+    room = await pg.free_space(conn, live)
+    if room is None:
+        return "disk room not checked (the server's data directory is not on this host, or may not be read)"
+    free, where = room
     if free < needed * DISK_MARGIN:
-        raise StepFailed(f"not enough disk for a second copy: {readable.size(free)} free in {data_dir}, "
+        raise StepFailed(f"not enough disk for a second copy: {readable.size(free)} free in {where}, "
                          f"about {readable.size(needed * DISK_MARGIN)} needed. Free space or add storage, then retry")
     return f"{readable.size(free)} free for the copy"
 
@@ -168,26 +196,23 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
     """pg_restore into a new database beside the live one; nothing live is touched."""
     env = ctx.environment
     live, aside, _ = names(ctx)
+    prepared = _facts(ctx).prepared
+    if prepared:
+        took = f" (its restore took {readable.duration(prepared.restore_seconds)} then)" if prepared.restore_seconds else ""
+        return StepOutcome(f"nothing to restore: the prepared copy {prepared.database}, verified at "
+                           f"{prepared.ready_at:%H:%M:%S} UTC, is used{took}")
     async with await pg.admin(env) as conn:
         if ctx.facts.get("leftover_aside"):
             await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(aside)))
         await pg.create_database_like(conn, live, aside)
     await ctx.remember({"aside_created": True})
-    ctx.settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = ctx.settings.logs_dir / f"{ctx.run.id}-restore.log"
-    target, secret_env = pg.client_args(env, aside)
-    toc = await read_toc(_backup(ctx))
-    progress = RestoreProgress({entry.dump_id for entry in toc.entries}, env.restore_jobs, _facts(ctx).backup.size)
+    progress = await progress_for(env, _backup(ctx))
     ctx.track(progress)
-    result = await run_process(
-        ["pg_restore", "--verbose", "--exit-on-error", "--no-password", f"--jobs={env.restore_jobs}",
-         f"--dbname={target}", _facts(ctx).backup.path],
-        env=secret_env, on_line=progress.feed, log_path=log_path)
-    if not result.ok:
-        cause = result.cause()
-        raise StepFailed(f"pg_restore failed ({result.how_it_ended()})"
-                         + (f": {cause.removeprefix('pg_restore: ')}" if cause else "") + f" — log: {log_path}")
-    progress.finish()
+    try:
+        result = await restore_into(env, _backup(ctx), aside, progress, log_path)
+    except RestoreFailed as failed:
+        raise StepFailed(str(failed)) from None
     async with await pg.admin(env) as conn:
         copied = await pg.copy_database_properties(conn, live, aside)
     rate = _facts(ctx).backup.size / result.seconds / 2**20 if result.seconds else 0
@@ -200,6 +225,11 @@ async def restore_aside(ctx: RunContext) -> StepOutcome:
 async def verify(ctx: RunContext) -> StepOutcome:
     env = ctx.environment
     _, aside, _ = names(ctx)
+    if _facts(ctx).prepared:
+        copy = await _still_unchanged(ctx)
+        return StepOutcome(f"{aside} is unchanged since it was verified against the manifest at "
+                           f"{copy.ready_at:%H:%M:%S} UTC: closed to connections since, its pg_database row as it was",
+                           {"row_counts": copy.row_counts})
     backup = _backup(ctx)
     toc, manifest = await together(read_toc(backup), asyncio.to_thread(load_manifest, backup.path))
     result = await verify_restored(lambda: pg.connect(env, aside), toc, manifest, jobs=env.restore_jobs)
@@ -210,6 +240,18 @@ async def verify(ctx: RunContext) -> StepOutcome:
                        {"row_counts": result.row_counts})
 
 
+async def _still_unchanged(ctx: RunContext) -> PreparedCopy:
+    """The prepared copy this run uses, proven again unchanged; StepFailed (nothing changed) if it is not."""
+    copy = await ctx.store.prepared_copy(_facts(ctx).prepared.id)
+    async with await pg.admin(ctx.environment) as conn:
+        why_not = await prepared_proof.unchanged(conn, copy)
+    if why_not:
+        await ctx.store.update_prepared(copy.id, state=PreparedState.FAILED, note=f"not used: {why_not}")
+        raise StepFailed(f"the prepared copy cannot be used: {why_not}. Nothing was changed; run "
+                         f"`/rollback full {ctx.environment.name}` again to restore the backup as usual")
+    return copy
+
+
 def _backup(ctx: RunContext) -> BackupFile:
     return _facts(ctx).backup.file()
 
@@ -218,10 +260,17 @@ async def swap(ctx: RunContext) -> StepOutcome:
     live, aside, keep_as = names(ctx)
     # Written before anything is renamed: without it, a later "the server did not answer" can
     # only mean the swap never began, and live is known to be untouched.
+    prepared = _facts(ctx).prepared
+    if prepared:  # proven once more right before, then given live's owner, grants and settings
+        await _still_unchanged(ctx)
+        async with await pg.admin(ctx.environment) as conn:
+            await pg.copy_database_properties(conn, live, aside)
     await ctx.remember(facts_update(swap=Swap.UNDER_WAY))
     async with await pg.admin(ctx.environment) as conn:
         result = await pg.swap_databases(conn, live=live, restored=aside, keep_as=keep_as)
     await ctx.remember({**facts_update(swap=Swap.DONE), "swap_window_seconds": result.window_seconds})
+    if prepared:
+        await ctx.store.update_prepared(prepared.id, state=PreparedState.USED, note=f"swapped in by {ctx.run.id}")
     return StepOutcome(f"{live} is now the restored copy; the failed database is kept as {keep_as}; "
                        f"{result.sessions_terminated} session(s) ended; {live} was closed for {result.window_seconds:.2f} s")
 
@@ -255,8 +304,11 @@ def preview(ctx: RunContext) -> ApprovalPreview:
     actions = []
     if env.stop_app == "at_swap":
         actions.append("Stop the application (" + ("; ".join(" ".join(a) for a in env.stop) or "no stop command configured") + ")")
+    prepared = _facts(ctx).prepared
     actions += [
-        f"Wait until the restored copy `{aside}` is verified against the backup",
+        (f"Use the prepared copy `{aside}` from {prepared.ready_at:%H:%M} UTC: restored from this backup and "
+         "verified against its manifest then, closed to connections since (proven again before the swap); "
+         "nothing to restore" if prepared else f"Wait until the restored copy `{aside}` is verified against the backup"),
         f"Close `{live}` to new connections and end its open sessions",
         f"Rename `{live}` → `{keep_as}` (kept for forensics; the bot never drops it)",
         f"Rename `{aside}` → `{live}` (both renames in one transaction)",
@@ -266,7 +318,8 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         title=f"Full rollback of {env.name}",
         actions=tuple(actions),
         facts=(("Target", env.target), ("Backup", backup.describe()), ("Failed database kept as", keep_as),
-               ("Restored copy", aside), ("Requested by", f"<@{ctx.run.requested_by}>")),
+               ("Prepared copy" if prepared else "Restored copy", aside),
+               ("Requested by", f"<@{ctx.run.requested_by}>")),
         confirm=(f"Replace {live} with the copy restored from {backup_name(env)} of "
                  f"{backup.created:%Y-%m-%d %H:%M} UTC? The current {live} is kept as {keep_as}."),
     )
@@ -288,7 +341,9 @@ async def reconcile(ctx: RunContext) -> None:
         else:  # the swap never began: live is untouched whatever the server says now
             await ctx.remember({"server_unreachable": True})
         return
-    await ctx.remember({**facts_update(swap=Swap.DONE if kept and not copy else Swap.NOT_DONE), "aside_created": copy,
+    # A prepared copy is never the run's to drop: only a copy this run restored is.
+    await ctx.remember({**facts_update(swap=Swap.DONE if kept and not copy else Swap.NOT_DONE),
+                        "aside_created": copy and _facts(ctx).prepared is None,
                         "live_refuses_connections": open_to_clients is False})
 
 

@@ -7,8 +7,10 @@ connection to the maintenance database (`postgres` by default), never on the dat
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -149,6 +151,20 @@ def _setting_value(name: str, value: str) -> sql.Composable:
     return sql.SQL(", ").join(sql.Literal(item) for item in items)
 
 
+async def free_space(conn: psycopg.AsyncConnection, live: str) -> tuple[int, str] | None:
+    """(bytes free, folder) where a copy of `live` would be written — its tablespace, which the copy
+    inherits, else the data directory — when this host can see it (a local server); else None."""
+    try:
+        folder = await scalar(
+            conn, "SELECT coalesce(nullif(pg_tablespace_location(d.dattablespace), ''), "
+                  "current_setting('data_directory')) FROM pg_database d WHERE d.datname = %s", (live,))
+    except psycopg.Error:
+        return None  # the role may not read data_directory
+    if not folder or not Path(folder).exists():
+        return None
+    return (await asyncio.to_thread(shutil.disk_usage, folder)).free, folder
+
+
 async def drop_database(conn: psycopg.AsyncConnection, name: str) -> None:
     """Drop a database this bot created (an aside copy). Never called on a user's database."""
     await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -181,6 +197,9 @@ async def swap_databases(conn: psycopg.AsyncConnection, *, live: str, restored: 
                 async with conn.transaction():
                     await conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(live_id, kept_id))
                     await conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(restored_id, live_id))
+                    # The new live takes the old one's setting (a prepared copy was kept closed until now).
+                    await conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                        live_id, sql.Literal(bool(allowed))))
                     # The kept copy stays reachable for forensics under its new name.
                     await conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
                         kept_id, sql.Literal(bool(allowed))))

@@ -227,6 +227,43 @@ class Delivery(_Row):
     _types = {"state": DeliveryState}
 
 
+class PreparedState(StrEnum):
+    PREPARING = "preparing"  # backup, restore and verification under way: never used as it is
+    READY = "ready"  # verified against the backup's manifest and closed to connections; `proof` recorded
+    USED = "used"  # swapped in by a full rollback: it is live now
+    REPLACED = "replaced"  # a newer prepared copy was verified; this one was dropped
+    REMOVED = "removed"  # dropped by /rollback unprepare (or cleaned up)
+    FAILED = "failed"  # the prepare failed or was interrupted; its copy was dropped or is a leftover
+
+
+@dataclass(frozen=True)
+class PreparedCopy(_Row):
+    """A rollback prepared before a migration (`/rollback prepare`): a verified copy of a fresh backup,
+    closed to connections, that a full rollback can swap in without restoring."""
+
+    id: str
+    environment: str
+    database: str  # <db>__prepared_<id>
+    state: PreparedState
+    requested_by: str
+    started_at: datetime
+    backup_path: str | None = None
+    backup_sha256: str | None = None
+    backup_created: datetime | None = None
+    backup_size: int | None = None
+    backup_seconds: float | None = None
+    restore_seconds: float | None = None
+    size: int | None = None  # the copy's size on the server
+    ready_at: datetime | None = None
+    ended_at: datetime | None = None
+    proof: dict[str, Any] = field(default_factory=dict)  # pg_database's oid and row version when it was closed
+    row_counts: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # why it failed, was replaced or removed
+    _json = ("proof", "row_counts")
+    _times = ("started_at", "backup_created", "ready_at", "ended_at")
+    _types = {"state": PreparedState}
+
+
 @dataclass(frozen=True)
 class AuditEvent(_Row):
     seq: int

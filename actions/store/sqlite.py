@@ -22,6 +22,7 @@ import sqlite_utils
 from actions.store import audit_chain
 from actions.store.deliveries import DELIVERY_SCHEMA, DeliveryStore
 from actions.store.postincident import PostIncidentStore
+from actions.store.prepared import PREPARED_SCHEMA, PreparedStore
 from actions.store.records import (
     AlertStatus,
     Approval,
@@ -105,7 +106,7 @@ class Busy(Exception):
         self.run = run
 
 
-class Store(PostIncidentStore, DeliveryStore):
+class Store(PostIncidentStore, DeliveryStore, PreparedStore):
     """Synchronous access to the state database."""
 
     def __init__(self, path: str | Path):
@@ -117,7 +118,7 @@ class Store(PostIncidentStore, DeliveryStore):
         self.db.enable_wal()
         self.db.execute("PRAGMA synchronous = FULL")  # a committed transition survives power loss
         self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.executescript(SCHEMA + DELIVERY_SCHEMA)
+        self.db.executescript(SCHEMA + DELIVERY_SCHEMA + PREPARED_SCHEMA)
         self._add_missing_columns()
         self._name_interrupted_runs()
         audit_chain.upgrade(self.db.conn)

@@ -54,8 +54,9 @@ class Crm:
 
 
 @asynccontextmanager
-async def crm_database(tmp_path: Path, rows: int = 20_000):
-    """A fresh CRM, backed up in the runbook's layout, then broken by the Phase 4 migration."""
+async def crm_database(tmp_path: Path, rows: int = 20_000, *, migrate: bool = True):
+    """A fresh CRM, backed up in the runbook's layout, then broken by the Phase 4 migration (unless
+    `migrate` is false: a test that prepares a rollback first migrates it itself)."""
     dbname = f"rbtest_{uuid4().hex[:10]}"
     backup_root = tmp_path / "_backups" / "staging"
     try:
@@ -63,7 +64,8 @@ async def crm_database(tmp_path: Path, rows: int = 20_000):
         dsn = database_dsn(ADMIN_DSN, dbname)
         before = await fingerprint(dsn)
         await take_backup(dsn, backup_root, "staging")
-        await apply_phase4_migration(dsn)
+        if migrate:
+            await apply_phase4_migration(dsn)
         yield Crm(dbname, dsn, backup_root, before, await fingerprint(dsn))
     finally:
         await drop_databases_like(dbname)

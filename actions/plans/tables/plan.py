@@ -199,9 +199,11 @@ async def shadow(ctx: RunContext) -> StepOutcome:
     toc = await read_toc(q.backup_of(ctx))
     specs: dict[str, Any] = {}
     unit_columns: dict[str, list[dict]] = {}
-    async with scratch_database(env, "tables") as scratch:
-        await ctx.remember({"scratch_db": scratch})
-        await restore_rows(env, scratch, q.backup_of(ctx).path, toc, [t for t in tables if t not in live_only])
+    prepared = await partial.prepared_source(ctx)
+    async with scratch_database(env, "tables", copy_of=prepared and prepared.database) as scratch:
+        await ctx.remember({"scratch_db": scratch, "read_from_prepared": prepared and prepared.database})
+        if prepared is None:
+            await restore_rows(env, scratch, q.backup_of(ctx).path, toc, [t for t in tables if t not in live_only])
         async with await pg.connect(env, scratch) as source, await pg.connect(env) as live:
             await q.prepare(source)
             await q.prepare(live)
@@ -247,7 +249,9 @@ async def shadow(ctx: RunContext) -> StepOutcome:
     counts = [f"{t} {int(specs[t]['scratch'].split(':')[0]):,}" for t in tables if t not in in_units]
     counts += [f"{u['name']} {sum(int(specs[t]['scratch'].split(':')[0]) for t in u['leaves']):,} in "
                f"{len(u['leaves'])} partition(s)" for u in units]
-    return StepOutcome(f"the backup's rows restored into a scratch database and copied into schema {schema}: "
+    where = (f"read from a file copy of the prepared copy {prepared.database} (left as it was)" if prepared
+             else "restored into a scratch database")
+    return StepOutcome(f"the backup's rows {where} and copied into schema {schema}: "
                        f"{', '.join(counts)} row(s); the scratch database is dropped")
 
 
