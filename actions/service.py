@@ -247,6 +247,9 @@ class RollbackService:
         for copy in await self._store.end_interrupted_prepares():  # their copies are offered for clean-up
             await self._store.audit("bot", "prepare.interrupted", outcome="failed", environment=copy.environment,
                                     copy=copy.database)
+            self.emit(PrepareChanged(await self._store.prepared_copy(copy.id), "failed",
+                                     "the bot stopped while it prepared; the copy was never verified and is never "
+                                     "used (the start-up scan offers to drop it)"))
 
     # -- buttons --------------------------------------------------------------------------------
 

@@ -155,6 +155,8 @@ async def test_an_interrupted_prepare_is_never_ready_and_its_copy_is_offered_for
         h = await start_harness(tmp_path, fresh, app)
         offer = await h.slack.wait_for_message(CHANNEL, "Found at start-up", timeout=WAIT)
         assert name in offer.all_text()
+        said = await h.slack.wait_for_message(CHANNEL, "❌ The prepare of staging failed", timeout=WAIT)
+        assert "the bot stopped while it prepared" in said.text
         assert h.store().prepared_copy("20991231t000000").state == "failed"
         assert ("bot", "prepare.interrupted", "failed") in audit_actions(h)
         await apply_phase4_migration(fresh.dsn)
