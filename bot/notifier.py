@@ -143,6 +143,8 @@ class Notifier:
             case StepChanged(incident=incident, step=step) if step.state in ANNOUNCED_STEP_STATES:
                 await self.poster.to_incident(incident.id, step_line(presenters.step_view(step)), thread=True,
                                               progress=True)
+                if step.key == "count_writes" and step.state is StepState.SUCCEEDED:
+                    await self._writes_counted(event)
             case ApprovalRequested(incident=incident, approval=approval):
                 async def remember(answer: dict, approval_id: str = approval.id) -> None:
                     await self.service.sent.approval(approval_id, answer["channel"], answer["ts"])
@@ -232,10 +234,18 @@ class Notifier:
                 message = resolved(presenters.resolved_view(incident, status, self.settings))
             else:
                 message = resolved_by_hand(incident.id, incident.environment, event.by, incident.resolved_at)
-            await self.poster.to_incident(incident.id, message, urgent=True)
+            # Kept as the incident's "resolved" message: its data line is filled in once the writes are counted.
+            await self.poster.post_or_update(incident.id, "resolved", message, urgent=True)
         if incident.status is IncidentStatus.CLOSED:
             await self.post_incident.redraw(incident.id, "signoffs")
         self._follow(incident)
+
+    async def _writes_counted(self, event: StepChanged) -> None:
+        """RESOLVED, updated in place with the exact count of the rows written after the backup."""
+        incident = await self.reads.incident(event.incident.id)
+        status = await self.reads.run_status(event.run.id)
+        await self.poster.post_or_update(incident.id, "resolved", resolved(presenters.resolved_view(
+            incident, status, self.settings)), urgent=True)
 
     async def _severity_chosen(self, event: SeverityChosen) -> None:
         incident, choice = event.incident, event.choice

@@ -128,7 +128,8 @@ def resolved_view(incident: Incident, status: RunStatus, settings: Settings) -> 
         completed_at=incident.resolved_at or datetime.now().astimezone(),
         restored_from=f"backup {backup.parent.name}/{backup.name}",
         app_lines=tuple(app_lines), kept_as=status.kept_as or "?",
-        backup_taken_at=status.backup.created if status.backup else incident.declared_at)
+        backup_taken_at=status.backup.created if status.backup else incident.declared_at,
+        writes_line=status.writes_line)
 
 
 def update_view(snapshot: Snapshot, settings: Settings) -> UpdateView:

@@ -120,8 +120,9 @@ def resolved(view: ResolvedView) -> SlackMessage:
         f"- Rollback completed: {_utc(view.completed_at)}",
         f"- Database restored to pre-migration state ({view.restored_from})",
         *[f"- {line}" for line in view.app_lines],
-        f"- No data loss: writes made after the backup of {_utc(view.backup_taken_at)} are not in the restored "
-        f"database but are kept in `{view.kept_as}`",
+        f"- {view.writes_line}" if view.writes_line else
+        f"- Writes made after the backup of {_utc(view.backup_taken_at)} are not in the restored database; they are "
+        f"kept in `{view.kept_as}` (being counted: this line will say how many)",
     ]
     next_steps = ["- Root cause analysis in progress", "- Full incident report will be published (attached below)",
                   "- Remediation plan to follow"]

@@ -78,6 +78,7 @@ class ResolvedView:
     app_lines: tuple[str, ...]
     kept_as: str
     backup_taken_at: datetime
+    writes_line: str | None = None  # rows written after the backup, once counted
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ class RunStatus:
     app_stopped: bool  # this run stopped the application and has not started it again
     backup: BackupRef | None
     kept_as: str | None  # the failed database a full rollback kept
+    writes_line: str | None = None  # rows written after the backup, counted after the swap (None: not yet)
+    writes: tuple[tuple[str, int, int, int], ...] = ()  # (table, inserted, updated, deleted)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,8 @@ def run_status(run: Run, steps: list[StepRecord] | tuple[StepRecord, ...]) -> Ru
         run=run, swapped=facts.swapped, interrupted=run.state is RunState.INTERRUPTED,
         retry_app=run.state.failed and (run.plan == "restart" or facts.swapped) and app_failed,
         app_stopped=facts.app_stopped, backup=facts.backup,
-        kept_as=facts.databases.keep_as if facts.databases else None)
+        kept_as=facts.databases.keep_as if facts.databases else None, writes_line=facts.writes_line,
+        writes=tuple(tuple(t) for t in (facts.writes_after or {}).get("tables", [])))
 
 
 def status_rows(overview: list[tuple[Incident, Run | None, str | None]]) -> list[StatusRow]:

@@ -123,6 +123,10 @@ async def build_report(settings: Settings, store: AsyncStore, incident_id: str) 
         kept_as=RunFacts.of(full.facts).databases.keep_as if full and RunFacts.of(full.facts).databases else "",
         resolution=_resolution(views, full), runs=tuple(views),
         row_counts=tuple(sorted(full.facts.get("row_counts", {}).items())) if full else (),
+        writes_line=RunFacts.of(full.facts).writes_line if full else None,
+        writes=tuple(tuple(t) for t in ((RunFacts.of(full.facts).writes_after or {}).get("tables", []) if full else [])),
+        writes_not_compared=tuple(tuple(n) for n in (
+            (RunFacts.of(full.facts).writes_after or {}).get("not_compared", []) if full else [])),
         audit=tuple((e.at, e.actor, _audit_action(e), e.outcome) for e in events),
         summary=incident.summary, root_cause=incident.root_cause, what_failed=incident.what_failed,
         prevention=incident.prevention,

@@ -58,6 +58,9 @@ class ReportView:
     resolution: str
     runs: tuple[RunView, ...]
     row_counts: tuple[tuple[str, int], ...] = ()
+    writes_line: str | None = None  # rows written after the backup, as RESOLVED says it
+    writes: tuple[tuple[str, int, int, int], ...] = ()  # (table, inserted, updated, deleted)
+    writes_not_compared: tuple[tuple[str, str], ...] = ()  # (table, why)
     audit: tuple[tuple[datetime, str, str, str], ...] = field(default_factory=tuple)  # at, actor, action, outcome
     summary: str | None = None
     root_cause: str | None = None
@@ -140,6 +143,14 @@ def report_markdown(view: ReportView) -> str:
         lines += ["", "### Rows restored", "", "| Table | Rows |", "|---|---:|",
                   *[f"| {_cell(table)} | {rows:,} |" for table, rows in view.row_counts],
                   f"| **total** | **{sum(r for _, r in view.row_counts):,}** |"]
+    if view.writes_line:
+        lines += ["", "### Rows written after the backup", "", view.writes_line + ".", "",
+                  "The migration's own changes are counted too: the bot cannot tell them from the application's."]
+        if view.writes:
+            lines += ["", "| Table | Inserted | Updated | Deleted |", "|---|---:|---:|---:|",
+                      *[f"| {_cell(t)} | {i:,} | {u:,} | {d:,} |" for t, i, u, d in view.writes]]
+        if view.writes_not_compared:
+            lines += ["", "Not compared: " + "; ".join(f"{_cell(t)} ({why})" for t, why in view.writes_not_compared) + "."]
     lines += [
         "",
         "## Prevention",

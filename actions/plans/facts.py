@@ -81,6 +81,8 @@ class RunFacts(BaseModel):
     backup: BackupRef | None = None
     databases: Databases | None = None
     prepared: PreparedRef | None = None  # the full rollback swaps this prepared copy in: nothing is restored
+    writes_after: dict[str, Any] | None = None  # after the swap: rows written after the backup (postgres/writes_after)
+    writes_line: str | None = None  # the RESOLVED message's data line, once they are counted
     swap: Swap = Swap.NOT_DONE
     app_stopped: bool = False  # this run stopped the application and has not started it again
 

@@ -40,6 +40,7 @@ from actions.incidents.report import write_report
 from actions.plans.facts import BackupRef, Databases, PreparedRef, RunFacts, Swap, facts_update
 from actions.plans.partial import backup_inputs
 from actions.postgres import server as pg
+from actions.postgres import writes_after
 from actions.prepared import proof as prepared_proof
 from actions.store.records import AlertStatus, IncidentStatus, PreparedCopy, PreparedState, RunState
 
@@ -291,6 +292,33 @@ async def resolve(ctx: RunContext) -> StepOutcome:
     return StepOutcome(f"{ctx.incident.id} resolved")
 
 
+async def count_writes(ctx: RunContext) -> StepOutcome:
+    """After RESOLVED: what was written after the backup, kept in the failed database and not in the
+    restored one, counted exactly (`postgres/writes_after.py`). The rollback is done: a failure here is
+    said, never a failed run."""
+    live, _, keep_as = names(ctx)
+    env = ctx.environment
+    try:
+        writes = await writes_after.compare(
+            lambda: pg.connect(env, keep_as, read_only=True, name="rollback-bot count writes"),
+            lambda: pg.connect(env, live, read_only=True, name="rollback-bot count writes"))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        line = (f"Writes made after the backup could not be counted ({reason}); they are kept in `{keep_as}`: "
+                f"compare it with `{live}` to see them")
+        return StepOutcome(line, facts_update(writes_line=line))
+    line = writes_after.summary(writes, keep_as)
+    tables = "; ".join(f"{t.table}: +{t.inserted} ~{t.updated} -{t.deleted}" for t in writes.tables[:10])
+    more = f" and {len(writes.tables) - 10} more tables" if len(writes.tables) > 10 else ""
+    skipped = ("; not compared: " + ", ".join(f"{name} ({why})" for name, why in writes.not_compared[:6])
+               + (" …" if len(writes.not_compared) > 6 else "")) if writes.not_compared else ""
+    return StepOutcome(
+        f"{line}. {writes.compared} tables compared in {readable.duration(writes.seconds)}"
+        + (f" ({tables}{more})" if tables else "") + skipped
+        + ". The migration's own changes count too: they cannot be told from the application's.",
+        facts_update(writes_after=writes.as_dict(), writes_line=line))
+
+
 async def report(ctx: RunContext) -> StepOutcome:
     path = await write_report(ctx.settings, ctx.store, ctx.incident.id)
     ctx.emit(ReportWritten(await ctx.store.incident(ctx.incident.id), str(path)))
@@ -414,6 +442,7 @@ def build_plan(stop_app_mode: str) -> Plan:
         Step("start_app", "Start the application", start_app),
         Step("smoke", "Run the smoke checks", smoke),
         Step("resolve", "Resolve the incident", resolve),
+        Step("count_writes", "Count the writes made after the backup", count_writes),
         Step("report", "Write the incident report", report),
     ]
     # The approval is asked as soon as preflight passes: the restore runs while the approver reads.

@@ -7,7 +7,8 @@ from support.harness import APPROVER, CHANNEL, OPERATOR, Harness
 WAIT = 90.0
 STEP_TITLES = ("Declare the incident", "Preflight", "Read the whole backup", "Stop the application",
                "Restore the backup aside", "Verify the restored copy", "Swap the restored copy in",
-               "Start the application", "Run the smoke checks", "Resolve the incident", "Write the incident report")
+               "Start the application", "Run the smoke checks", "Resolve the incident", "Count the writes made after the backup",
+               "Write the incident report")
 
 
 async def start_rollback(h: Harness, user: str = OPERATOR):
