@@ -260,6 +260,13 @@ class RollbackService:
             return IncidentNotFound(incident_id)
         return await self.start(actor, "full", incident.environment)
 
+    async def carry_over_for(self, actor: Actor, incident_id: str) -> StartResult | IncidentNotFound:
+        """The button beside the count of rows written after the backup: the gated carry-over of that incident."""
+        incident = await self._store.incident(incident_id)
+        if incident is None:
+            return IncidentNotFound(incident_id)
+        return await self.start(actor, "carry-over", incident.environment, (incident_id,))
+
     async def start_remedy(self, actor: Actor, environment: str, kind: str, target: dict) -> StartResult:
         return await self.start(actor, "remedy", environment, (kind, json.dumps(target)))
 

@@ -11,7 +11,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from actions.engine.plan import PlanSpec
-from actions.plans import app, cleanup, columns, full, objects, quarantine, remedies, rerun, restart, unprepare
+from actions.plans import (
+    app,
+    carry_over,
+    cleanup,
+    columns,
+    full,
+    objects,
+    quarantine,
+    remedies,
+    rerun,
+    restart,
+    unprepare,
+)
 from actions.plans.tables import plan as tables
 from actions.store.records import Actor, Role
 
@@ -112,6 +124,9 @@ VERBS: dict[str, Verb] = {verb.name: verb for verb in (
     Verb("watch", "/rollback watch <env> [minutes|stop]",
          "While a migration runs, post long queries, lock waits, hung sessions and lost connections (default 30 "
          "minutes; stops by itself).", Who.OPERATORS, Starts.WATCH),
+    _plan("carry-over", "/rollback carry-over <env> <incident> [t1,t2]",
+          "After a full rollback: insert into live the rows inserted after the backup, from the failed database it "
+          "kept (parents first, one transaction, triggers off); never updates or deletes.", carry_over.SPEC),
     _plan("restore-quarantine", "/rollback restore-quarantine <env> <incident>",
           "Put back, exactly, the foreign-key orphans an incident moved into rollback_quarantine.", quarantine.RESTORE_SPEC),
     _plan("cleanup", "/rollback cleanup <env>",

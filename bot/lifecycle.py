@@ -57,6 +57,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
             actor = await deps.access.actor(body["user"]["id"])
             await tell(respond, reply(await deps.service.start_full_for(actor, incident_id), deps.settings))
 
+    @app.action(ActionId.CARRY_OVER.value)
+    async def carry_over(ack, body, action, respond) -> None:
+        await ack()
+        if (incident_id := await button_incident(body, action, respond)) is not None:
+            actor = await deps.access.actor(body["user"]["id"])
+            await tell(respond, reply(await deps.service.carry_over_for(actor, incident_id), deps.settings))
+
     @app.action(REMEDY_IDS)
     async def remedy(ack, body, action, respond) -> None:
         """A diagnose finding's fix: the clicker asks for it (operators only); an approver decides."""

@@ -246,6 +246,10 @@ class Notifier:
         status = await self.reads.run_status(event.run.id)
         await self.poster.post_or_update(incident.id, "resolved", resolved(presenters.resolved_view(
             incident, status, self.settings)), urgent=True)
+        inserted = sum(t[1] for t in status.writes)
+        if inserted and status.kept_as:
+            await self.poster.to_incident(incident.id, lifecycle.carry_over_offer(
+                incident.id, incident.environment, inserted, status.kept_as), thread=True)
 
     async def _severity_chosen(self, event: SeverityChosen) -> None:
         incident, choice = event.incident, event.choice

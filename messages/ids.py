@@ -18,6 +18,7 @@ class ActionId(StrEnum):
     SEVERITY_MINOR = "severity-minor"
     SEVERITY_UNSURE = "severity-unsure"
     START_FULL = "start-full-rollback"
+    CARRY_OVER = "carry-over"  # after a full rollback: start the gated carry-over of the rows inserted after the backup
     ESCALATE = "incident-escalate"
     RESOLVE = "incident-resolve"
     EDIT_REPORT = "report-edit"

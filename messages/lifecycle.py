@@ -37,6 +37,20 @@ def severity_answered(incident_id: str, environment: str, choice: str, by: str) 
                         [header(f"Assess {incident_id} · {environment}"), section(QUESTION), section(text)])
 
 
+def carry_over_offer(incident_id: str, environment: str, inserted: int, kept_as: str) -> SlackMessage:
+    """After the count: the rows inserted after the backup can be put back into live, gated like any change."""
+    value = IncidentButton(incident=incident_id).model_dump_json()
+    text = (f"↩️ {inserted:,} row(s) inserted after the backup are in `{kept_as}` and not in live. "
+            f"`/rollback carry-over {environment} {incident_id}` (or the button) inserts them, after an approval; "
+            "updated and deleted rows are never carried.")
+    return SlackMessage(text, [
+        section(text),
+        actions("carry", button(f"Carry over {inserted:,} row(s)", ActionId.CARRY_OVER, value, confirm=confirm_dialog(
+            "Carry the inserted rows over?", "A preview lists them by table; an approver decides before anything "
+            "is inserted.", "Continue"))),
+    ])
+
+
 def critical_proposal(incident_id: str, environment: str, by: str) -> SlackMessage:
     """CRITICAL: the runbook says IMMEDIATE FULL ROLLBACK; one click starts it (operators only, same gates)."""
     value = IncidentButton(incident=incident_id).model_dump_json()

@@ -20,14 +20,13 @@ from actions.engine.plan import (
     Plan,
     PlanSpec,
     RunContext,
-    RunOutcome,
     Step,
     StepFailed,
     StepOutcome,
 )
 from actions.plans import partial
 from actions.postgres import server as pg
-from actions.store.records import PreparedState, RunState
+from actions.store.records import PreparedState
 
 LEFTOVERS_SQL = """
 SELECT datname, pg_database_size(oid) FROM pg_database
@@ -105,18 +104,12 @@ def preview(ctx: RunContext) -> ApprovalPreview:
                 f"{'y' if len(ctx.facts['leftovers']) == 1 else 'ies'}? Live is not touched.")
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
-    if state is RunState.SUCCEEDED:
-        return RunOutcome("Untouched: only leftover copies were dropped.", "")
-    return RunOutcome("Untouched.", "Read the ❌ step." if state.failed else "")
-
-
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
     return partial.partial_plan(
         "cleanup", "Clean-up",
         Step("find", "Find the leftover restored copies", find),
         Step("drop", "Drop them", drop, destructive=True, preview=preview),
-        outcome=outcome)
+        outcome=partial.live_untouched("only leftover copies were dropped"))
 
 
 SPEC = PlanSpec("cleanup", "Clean-up", build_plan, check_args, level=1)

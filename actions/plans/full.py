@@ -84,6 +84,8 @@ async def preflight(ctx: RunContext) -> StepOutcome:
     except BackupProblem as problem:
         raise StepFailed(str(problem)) from None
     prepared, unused = await _prepared_copy(ctx, sha256)
+    if server.disk_problem and not prepared:
+        raise StepFailed(server.disk_problem + (f" (the prepared copy is not used: {unused})" if unused else ""))
     chosen = Databases(live=live, aside=prepared.database if prepared else aside, keep_as=keep_as)
     facts = {**facts_update(backup=BackupRef.of(backup, sha256=sha256, identity=identity), databases=chosen,
                             prepared=prepared and PreparedRef(id=prepared.id, database=prepared.database,
@@ -148,6 +150,7 @@ class _Server:
     size: int
     disk: str
     leftover: bool
+    disk_problem: str | None = None  # no room for a restored copy: fatal unless a prepared copy is used
 
 
 async def _check_server(env: Environment, live: str, aside: str, keep_as: str) -> _Server:
@@ -172,8 +175,11 @@ async def _check_server(env: Environment, live: str, aside: str, keep_as: str) -
                              f"or to have CREATEDB and be a member of {live}'s owner role")
         version = (await pg.scalar(conn, "SHOW server_version")).split(" ")[0]
         size = await pg.scalar(conn, "SELECT pg_database_size(%s)", (live,))
-        disk = await _disk_room(conn, live, size)
-    return _Server(version, size, disk, leftover)
+        try:
+            disk, disk_problem = await _disk_room(conn, live, size), None
+        except StepFailed as no_room:
+            disk, disk_problem = "no room for a restored copy", str(no_room)
+    return _Server(version, size, disk, leftover, disk_problem)
 
 
 async def _disk_room(conn, live: str, needed: int) -> str:

@@ -17,6 +17,7 @@ from actions.engine.plan import (
     ApprovalInputs,
     Plan,
     RunContext,
+    RunOutcome,
     Step,
     StepFailed,
     StepOutcome,
@@ -29,7 +30,7 @@ from actions.postgres import server as pg
 from actions.postgres.catalog import Catalog, describe
 from actions.postgres.schemadiff import SchemaDiff, compare
 from actions.prepared.proof import proven_copy
-from actions.store.records import AlertStatus, PreparedCopy, PreparedState
+from actions.store.records import AlertStatus, PreparedCopy, PreparedState, RunState
 
 
 async def declare(ctx: RunContext) -> StepOutcome:
@@ -88,6 +89,16 @@ async def backup_checksum(ctx: RunContext) -> str:
     identity, checksum = await fingerprint(backup.path)
     await ctx.remember(facts_update(backup=backup.model_copy(update={"sha256": checksum, "identity": identity})))
     return checksum
+
+
+def live_untouched(done: str):
+    """The outcome of a plan that only ever drops copies the bot made: live is untouched either way;
+    `done` says what went when it succeeded."""
+    def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
+        if state is RunState.SUCCEEDED:
+            return RunOutcome(f"Untouched: {done}.", "")
+        return RunOutcome("Untouched.", "Read the ❌ step." if state.failed else "")
+    return outcome
 
 
 async def prepared_source(ctx: RunContext) -> PreparedCopy | None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import readable
 from actions.config import Environment
-from actions.engine.plan import ApprovalPreview, Plan, PlanSpec, RunContext, RunOutcome, Step, StepFailed, StepOutcome
+from actions.engine.plan import ApprovalPreview, Plan, PlanSpec, RunContext, Step, StepFailed, StepOutcome
 from actions.plans import partial
 from actions.postgres import server as pg
-from actions.store.records import PreparedState, RunState, utcnow
+from actions.store.records import PreparedState, utcnow
 
 
 async def check_args(env: Environment, args: tuple[str, ...]) -> str | None:
@@ -59,18 +59,12 @@ def preview(ctx: RunContext) -> ApprovalPreview:
         confirm=f"Drop the prepared copy of {ctx.environment.name}? Live is not touched.")
 
 
-def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOutcome:
-    if state is RunState.SUCCEEDED:
-        return RunOutcome("Untouched: only the prepared copy was dropped.", "")
-    return RunOutcome("Untouched.", "Read the ❌ step." if state.failed else "")
-
-
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:
     return partial.partial_plan(
         "unprepare", "Prepared copy removal",
         Step("find", "Find the prepared copy", find),
         Step("drop", "Drop it", drop, destructive=True, preview=preview),
-        outcome=outcome)
+        outcome=partial.live_untouched("only the prepared copy was dropped"))
 
 
 SPEC = PlanSpec("unprepare", "Prepared copy removal", build_plan, check_args, level=1)

@@ -157,3 +157,48 @@ def summary(writes: WritesAfter, kept_as: str) -> str:
     return (f"{writes.total:,} rows written after the backup are not in the restored database (inserted "
             f"{writes.inserted:,} in {inserted_in} table{'s' if inserted_in != 1 else ''}, updated {writes.updated:,}, "
             f"deleted {writes.deleted:,}); they are kept in `{kept_as}`")
+
+
+async def inserted_keys(failed: psycopg.AsyncConnection, restored: psycopg.AsyncConnection, table: str,
+                        key: list[str], common: list[str]) -> list[str]:
+    """The keys (as `ROW(key)::text`) only the failed database has: the rows inserted after the backup
+    that are not in the restored one (stable sessions on both, as `compare` sets them)."""
+    after, before = await _buckets(failed, table, key, common), await _buckets(restored, table, key, common)
+    differing = sorted(b for b in set(after) | set(before) if after.get(b) != before.get(b))
+    if not differing:
+        return []
+    new, old = await _rows_in(failed, table, key, common, differing), await _rows_in(restored, table, key, common,
+                                                                                    differing)
+    return sorted(k for k in new if k not in old)
+
+
+async def updated_columns(failed: psycopg.AsyncConnection, restored: psycopg.AsyncConnection, table: str,
+                          key: list[str], common: list[str], examples: int = 3
+                          ) -> tuple[int, dict[str, int], list[tuple[str, str, object, object]]]:
+    """The rows updated after the backup (key in both, a common column differs): (how many, rows per column
+    that differs, up to `examples` (key, column, restored value, failed value)). For a preview: it reads the
+    differing rows of both sides whole."""
+    after, before = await _buckets(failed, table, key, common), await _buckets(restored, table, key, common)
+    differing = sorted(b for b in set(after) | set(before) if after.get(b) != before.get(b))
+    if not differing:
+        return 0, {}, []
+    new, old = await _rows_in(failed, table, key, common, differing), await _rows_in(restored, table, key, common,
+                                                                                    differing)
+    updated = sorted(k for k, h in new.items() if k in old and old[k] != h)
+    if not updated:
+        return 0, {}, []
+    key_text = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(map(sql.Identifier, key)))
+    query = sql.SQL("SELECT r.__key, to_jsonb(r) - '__key' FROM (SELECT {c}, {k} AS __key FROM {t}) AS r "
+                    "WHERE r.__key = ANY(%s)").format(c=sql.SQL(", ").join(map(sql.Identifier, common)), k=key_text,
+                                                      t=qualified(table))
+    now = dict(await (await failed.execute(query, (updated,))).fetchall())
+    then = dict(await (await restored.execute(query, (updated,))).fetchall())
+    per_column: dict[str, int] = {}
+    shown: list[tuple[str, str, object, object]] = []
+    for k in updated:
+        for column in common:
+            if now[k].get(column) != then[k].get(column):
+                per_column[column] = per_column.get(column, 0) + 1
+                if len(shown) < examples:
+                    shown.append((k, column, then[k].get(column), now[k].get(column)))
+    return len(updated), per_column, shown

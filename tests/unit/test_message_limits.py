@@ -20,7 +20,19 @@ from slack_sdk.models.basic_objects import JsonObject
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from messages import approval, diagnose, diff, incident, lifecycle, postincident, replies, update, watch
+from messages import (
+    approval,
+    diagnose,
+    diff,
+    incident,
+    lifecycle,
+    outreach,
+    postincident,
+    prepared,
+    replies,
+    update,
+    watch,
+)
 from messages.blocks import SlackMessage, combined, section
 from messages.views import (
     AlertView,
@@ -68,6 +80,10 @@ def many(n: int, tag: str) -> list[str]:
 
 NAMES = many(1000, "name")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+PREPARE = prepared.PrepareView(
+    environment="production-eu_west-1", target=long("target"), database=long("db"), phase="restore",
+    detail=long("detail"), requested_by="U012AB3CD", started_at=NOW, backup=long("backup"), backup_seconds=1e9,
+    restore_seconds=1e9, ready_at=NOW, percent=99, replaced=tuple(many(1000, "old copy")))
 INCIDENT = "INC-20261124-0001"
 RUN = "INC-20261124-0001-R2"
 APPROVAL = "apr_3f9c2a7d5b1e4c8a9f0d"
@@ -272,6 +288,15 @@ MESSAGES = {
     "severity_question": lambda: lifecycle.severity_question(INCIDENT, ENV),
     "severity_answered": lambda: lifecycle.severity_answered(INCIDENT, ENV, long("choice"), USER),
     "critical_proposal": lambda: lifecycle.critical_proposal(INCIDENT, ENV, USER),
+    "carry_over_offer": lambda: lifecycle.carry_over_offer(INCIDENT, ENV, 10**12, long("kept")),
+    # prepared.py
+    "prepare_progress": lambda: prepared.prepare_progress(PREPARE),
+    "prepare_progress failed": lambda: prepared.prepare_progress(replace(PREPARE, phase="failed")),
+    "rollback_ready": lambda: prepared.rollback_ready(replace(PREPARE, phase="ready")),
+    "prepare_failed": lambda: prepared.prepare_failed(replace(PREPARE, phase="failed")),
+    # outreach.py: the thread's line for a page or a mail (the rest are PagerDuty events and mail, not Slack)
+    "delivery_line": lambda: outreach.delivery_line(outreach.DeliveryView(
+        INCIDENT, "email", "resolved", False, None, tuple(many(1000, "r@example.com")), long("error"))),
     "minor_recorded": lambda: lifecycle.minor_recorded(INCIDENT, USER),
     "unsure_paged": lambda: lifecycle.unsure_paged(INCIDENT, USER, APPROVERS),
     "escalated": lambda: lifecycle.escalated(INCIDENT, 3, long("level name"), USER, APPROVERS),
@@ -331,7 +356,7 @@ def test_message_within_limits(build) -> None:
 def test_every_public_builder_is_covered() -> None:
     """A new builder gets a hostile case here too."""
     covered = {name.split()[0] for name in MESSAGES} | {"remedy_button", "report_modal"}
-    modules = (approval, diagnose, diff, incident, lifecycle, postincident, replies, update, watch)
+    modules = (approval, diagnose, diff, incident, lifecycle, postincident, prepared, replies, update, watch)
     public = {name for module in modules for name, value in vars(module).items()
               if callable(value) and not name.startswith("_") and name[0].islower()
               and getattr(value, "__module__", None) == module.__name__}
