@@ -65,7 +65,7 @@ async def measure(args: argparse.Namespace, wb, app: FlagFileApp) -> dict:
                 "bot_immediately": lambda: bot_scenario(wb, app, stop_app="immediately", jobs=args.jobs,
                                                         approval_delay=args.approval_delay),
                 "bot_at_swap": lambda: bot_scenario(wb, app, stop_app="at_swap", jobs=args.jobs,
-                                                    approval_delay=args.approval_delay),
+                                                    approval_delay=args.approval_delay, carry_over=True),
                 "bot_prepared": lambda: prepared_scenario(wb, app, jobs=args.jobs)}
         for name, start in runs.items():
             result = await _attempt(name, start, errors)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
+import psycopg
+from psycopg import sql
 from pydantic import SecretStr
 
 from actions.config import load_settings
@@ -143,17 +145,71 @@ async def full_rollback(bot: Bot, approval_delay: float, on_started=None) -> dic
             **{f"step_{k}_s": s.seconds for k, s in steps.items() if s.seconds is not None}}
 
 
+CARRIED_ROWS = 1000  # suppliers written after the backup, which the carry-over puts back
+
+
 async def bot_scenario(wb: Workbench, app: FlagFileApp, *, stop_app: str, jobs: int,
-                       approval_delay: float) -> dict:
+                       approval_delay: float, carry_over: bool = False) -> dict:
     await reset_live(wb)
+    if carry_over:
+        await _write_after_the_backup(wb)
     bot = await start_bot(wb, app, stop_app=stop_app, jobs=jobs)
     try:
         async with Probes(wb.dsn(), app.health_url) as probes:
             result = await full_rollback(bot, approval_delay)
+        if carry_over:
+            result |= await _carry_over(bot, wb)
     finally:
         await bot.close()
     result["mb_per_s"] = wb.dump_bytes / 1e6 / result["restore_s"]
     return result | probes.downtime()
+
+
+async def _write_after_the_backup(wb: Workbench) -> None:
+    async with await psycopg.AsyncConnection.connect(wb.dsn(), autocommit=True) as conn:
+        await conn.execute("INSERT INTO suppliers (name, country) SELECT 'bench supplier ' || g, 'DE' "
+                           "FROM generate_series(1, %s) AS g", (CARRIED_ROWS,))
+
+
+async def _carry_over(bot: Bot, wb: Workbench) -> dict:
+    """Issue 18: the count the rollback made (rows compared per second), a plain sequential read of both
+    databases for reference, and `/rollback carry-over` approved at once."""
+    await bot.runtime.service.wait_idle()  # the count runs after RESOLVED: let the run end
+    run = next(r for r in await bot.store.runs() if r.plan == "full")
+    writes = run.facts["writes_after"]
+    kept = run.facts["databases"]["keep_as"]
+    sequential = 0.0
+    for dbname in (wb.live, kept):
+        sequential += await _read_everything(wb.dsn(dbname))
+    started = time.time()
+    reply = await bot.slack.send_command(OPERATOR, f"carry-over {ENV} {run.incident_id}", channel_id=CHANNEL)
+    if reply.status != 200:
+        raise BotFailed(f"/rollback carry-over was answered {reply.status}: {reply.body[:300]}")
+    request = await bot.slack.wait_for_message(CHANNEL, "Carry over", timeout=WAIT)
+    await bot.slack.click(APPROVER, request, "approval-approve")
+    await bot.slack.wait_for_message(CHANNEL, "Carry-over of staging finished", timeout=WAIT)
+    carry = next(r for r in await bot.store.runs() if r.plan == "carry-over")
+    step = {s.key: s for s in await bot.store.steps(carry.id)}
+    return {"count_s": writes["seconds"], "rows_compared": writes["rows_read"],
+            "rows_compared_per_s": writes["rows_read"] / writes["seconds"] if writes["seconds"] else 0.0,
+            "sequential_read_s": sequential, "carry_over_total_s": time.time() - started,
+            "carry_find_s": step["find"].seconds, "carry_insert_s": step["carry"].seconds,
+            "rows_carried": sum((carry.facts.get("carried") or {}).values())}
+
+
+async def _read_everything(dsn: str) -> float:
+    """Every row of every user table, as text, streamed and dropped: the floor for reading a database."""
+    started = time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        tables = await (await conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg_toast%'")).fetchall()
+        for schema, table in tables:
+            async with conn.cursor().copy(sql.SQL("COPY {} TO STDOUT").format(sql.Identifier(schema, table))) as copy:
+                async for _ in copy:
+                    pass
+    return time.perf_counter() - started
 
 
 async def prepared_scenario(wb: Workbench, app: FlagFileApp, *, jobs: int) -> dict:

@@ -83,7 +83,7 @@ def table(results: dict, summary: dict) -> str:
             f"| {_f(m.get('db_downtime_s'))} | {_f(m.get('health_downtime_s'))} | {_f(m['restore_s'])} "
             f"| {_f(m['mb_per_s'], 1)} | {_f(m.get('total_vs_baseline'))} | {_f(m.get('downtime_vs_baseline'), 3)} "
             f"| {_f(m.get('restore_vs_raw'))} | {_f(m.get('ready_vs_raw'))} | {_f(m.get('work_vs_raw'))} |")
-    lines += ["", *_breakdown(med), "", *_prepared(med), "", *_slack(med)]
+    lines += ["", *_breakdown(med), "", *_prepared(med), "", *_writes(med), "", *_slack(med)]
     r = results["responsiveness"]
     lines += ["", "| responsiveness | value |", "|---|---:|",
               f"| `/rollback status` acks ({r['commands']} sent, {r['concurrency']} concurrent, "
@@ -117,6 +117,19 @@ def _prepared(med: dict) -> list[str]:
             f"| {LABELS['bot_at_swap']} (approval delay as above) | – | {_f(swap['total_s'])} "
             f"| {_f(swap.get('approved_to_healthy_s'))} | {_f(swap.get('downtime_s'))} | {_f(swap.get('swap_window_s'), 3)} |",
             f"| {LABELS['baseline']} | – | {_f(base['total_s'])} | – | {_f(base.get('downtime_s'))} | – |"]
+
+
+def _writes(med: dict) -> list[str]:
+    """Issue 18: counting the rows written after the backup, and carrying the inserted ones over."""
+    m = med["bot_at_swap"]
+    per_s = m.get("rows_compared_per_s")
+    return ["| rows written after the backup (bot, at_swap; medians) | count s | rows compared | rows/s "
+            "| sequential read of both databases s | count ÷ sequential read | carry-over: find / insert s "
+            "| rows carried |", "|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"| count and carry-over of {_f(m.get('rows_carried'), 0)} rows inserted after the backup "
+            f"| {_f(m.get('count_s'), 3)} | {_f(m.get('rows_compared'), 0)} | {_f(per_s, 0)} "
+            f"| {_f(m.get('sequential_read_s'), 3)} | {_f(_ratio(m.get('count_s'), m.get('sequential_read_s')))} "
+            f"| {_f(m.get('carry_find_s'), 3)} / {_f(m.get('carry_insert_s'), 3)} | {_f(m.get('rows_carried'), 0)} |"]
 
 
 def _slack(med: dict) -> list[str]:

@@ -41,6 +41,9 @@ async def test_the_bench_runs_and_reports_every_figure(tmp_path):
                     "pg_restore_vs_raw", "step_preflight_s", "step_restore_aside_s", "step_verify_s", "swap_window_s"):
             assert isinstance(bot.get(key), float) and math.isfinite(bot[key]), (name, key, bot.get(key))
     assert "step_read_dump_s" in medians["bot_immediately"] and "step_read_dump_s" not in medians["bot_at_swap"]
+    for key in ("count_s", "rows_compared_per_s", "sequential_read_s", "carry_find_s", "carry_insert_s"):
+        assert isinstance(medians["bot_at_swap"].get(key), float), key
+    assert medians["bot_at_swap"]["rows_carried"] == 1000 and medians["bot_at_swap"]["rows_compared"] > 0
     for key in ("prepare_s", "prepare_backup_s", "approved_to_healthy_s", "total_vs_baseline", "downtime_s"):
         value = medians["bot_prepared"].get(key)
         assert isinstance(value, float) and math.isfinite(value), (key, value)
@@ -52,7 +55,7 @@ async def test_the_bench_runs_and_reports_every_figure(tmp_path):
     # The printed table has a row per scenario, the breakdown and the verdicts.
     for label in ("runbook Scenario 1 (baseline)", "raw `createdb` + `pg_restore -j", 'bot, `stop_app = "immediately"`',
                   'bot, `stop_app = "at_swap"`', "where the time goes", "slash-command ack p99",
-                  "bot with a prepared copy", "prepared rollback (medians)"):
+                  "bot with a prepared copy", "prepared rollback (medians)", "rows written after the backup"):
         assert label in table, label
     verdicts = [line for line in table.splitlines()
                 if line.endswith(("| met |", "| NOT met |")) and not line.startswith("| target")]
