@@ -33,7 +33,7 @@ from actions.incidents.reads import Reads, SentMessages, StatusRow, run_status, 
 from actions.outreach.courier import Courier
 from actions.plans.cleanup import leftovers, prepared_in_use
 from actions.prepared.desk import PrepareDesk
-from actions.redact import Redactor, dsn_secrets
+from actions.redact import Redactor
 from actions.results import (
     AlreadyRunning,
     DecideResult,
@@ -51,7 +51,7 @@ from actions.results import (
     UnknownVerb,
 )
 from actions.store.audit_chain import ChainCheck
-from actions.store.records import Actor, AuditEvent, PreparedCopy, PreparedState, Role, Run, RunState
+from actions.store.records import Actor, AuditEvent, Role, Run, RunState
 from actions.store.sqlite import AsyncStore, Busy, Store
 from actions.verbs import PLANS, VERBS, Starts, Verb, Who
 from actions.watch.desk import WatchDesk
@@ -398,41 +398,3 @@ class Ledger:
 
     def audit(self, actor: str, action: str, **detail) -> None:
         self._store.audit(actor, action, **detail)
-
-
-async def backup_from_terminal(settings: Settings, environment: str):
-    """`rollback-bot backup --config FILE ENV`: the backup, or a problem in words (audited as `cli`)."""
-    result = await backup_now(settings.environments[environment])
-    if not isinstance(result, str):
-        with Ledger(settings) as ledger:
-            ledger.audit("cli", "backup", environment=environment, backup=str(result.path), bytes=result.size)
-    return result
-
-
-async def prepare_from_terminal(settings: Settings, environment: str, say: Callable[[str], None]) -> PreparedCopy | str:
-    """`rollback-bot prepare --config FILE ENV`: the same prepare as `/rollback prepare`, told line by line
-    through `say`, audited as `cli`. The ready copy, or why it could not be made."""
-    store = AsyncStore(Store(settings.bot.audit_db))
-    ended: list[PreparedCopy] = []
-
-    def emit(event) -> None:
-        if isinstance(event, PrepareChanged):
-            percent = (f" {100 * event.progress.done // event.progress.total}%"
-                       if event.progress and event.progress.total else "")
-            say(f"{event.phase}{percent}: {event.detail}" if event.detail or percent else event.phase)
-            if event.phase in ("ready", "failed"):
-                ended.append(event.copy)
-
-    desk = PrepareDesk(settings, store, emit, Redactor(dsn_secrets(
-        settings.environments[environment].resolved_dsn.get_secret_value())))
-    try:
-        started = await desk.start(Actor("cli", frozenset({Role.OPERATOR})), environment)
-        if isinstance(started, NotPossible):
-            return started.reason
-        await desk.wait_idle()
-    finally:
-        store.close()
-    copy = ended[-1] if ended else None
-    if copy is None or copy.state is not PreparedState.READY:
-        return copy.note if copy and copy.note else "the prepare did not finish"
-    return copy

@@ -161,7 +161,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _backup(settings: Settings, environment: str) -> int:
     import readable
-    from actions.service import backup_from_terminal
+    from actions.terminal import backup_from_terminal
 
     if environment not in settings.environments:
         print(f"rollback-bot: no environment {environment!r} in {settings.config_path} "
@@ -180,7 +180,7 @@ def _backup(settings: Settings, environment: str) -> int:
 
 
 def _prepare(settings: Settings, environment: str) -> int:
-    from actions.service import prepare_from_terminal
+    from actions.terminal import prepare_from_terminal
 
     if environment not in settings.environments:
         print(f"rollback-bot: no environment {environment!r} in {settings.config_path} "

@@ -7,6 +7,7 @@ dependency, only when called).
 """
 
 from .certificates import TlsFiles, make_tls_files
-from .server import MailCatcher, Received, parse_message
+from .received import Received, parse_message
+from .server import MailCatcher
 
 __all__ = ["MailCatcher", "Received", "TlsFiles", "make_tls_files", "parse_message"]

@@ -219,7 +219,7 @@ async def test_disk_full_while_restoring_aside(tmp_path, crm, stand_in, fills):
                 await assert_untouched_and_no_copy(h)
                 if fills == "before_preflight":
                     refute("failed at “Preflight" not in text,
-                              "preflight (full_rollback._disk_room) measures free space in data_directory, not in the "
+                              "preflight (plans/full_server.check_server) measures free space in data_directory, not in the "
                               f"live database's tablespace {space}: a copy that cannot fit passes preflight")
                     assert "not enough disk" in text and h.app.running  # refused before the app was stopped
                 else:

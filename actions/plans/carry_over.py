@@ -40,7 +40,7 @@ from actions.postgres import server as pg
 from actions.postgres.catalog import describe, qualified, stable_session
 from actions.postgres.foreign_keys import foreign_keys
 from actions.postgres.quiet_writes import quiet
-from actions.postgres.writes_after import comparable, inserted_keys, updated_columns
+from actions.postgres.writes_after import column_changes, comparable, table_diff
 from actions.store.records import RunState
 
 INCIDENT = re.compile(r"^INC-\d{8}-\d{4}$")
@@ -102,11 +102,12 @@ async def find(ctx: RunContext) -> StepOutcome:
             pairs = [p for p in pairs if p[0] in wanted]
         work, not_carried = [], []
         for table, key, common in pairs:
-            updated, per_column, examples = await updated_columns(failed, live, table, key, common)
-            if updated:
-                not_carried.append({"table": table, "updated": updated, "columns": per_column,
+            rows = await table_diff(failed, live, table, key, common)  # one comparison for both lists
+            if rows.updated:
+                per_column, examples = await column_changes(failed, live, table, key, common, rows.updated)
+                not_carried.append({"table": table, "updated": len(rows.updated), "columns": per_column,
                                     "examples": [[k, c, _short(a), _short(b)] for k, c, a, b in examples]})
-            keys = await inserted_keys(failed, live, table, key, common)
+            keys = rows.inserted
             if not keys:
                 continue
             live_table = live_catalog.tables[table]

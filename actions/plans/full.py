@@ -14,7 +14,7 @@ or only for the swap (`"at_swap"`), which keeps it up during the restore.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from psycopg import sql
 
@@ -32,19 +32,17 @@ from actions.backups.files import (
 from actions.backups.manifest import load_manifest
 from actions.backups.restore import RestoreFailed, progress_for, restore_into
 from actions.backups.verify import verify_restored
-from actions.config import Environment
 from actions.engine.concurrency import together
 from actions.engine.events import ReportWritten
 from actions.engine.plan import ApprovalPreview, Plan, PlanSpec, RunContext, RunOutcome, Step, StepFailed, StepOutcome
 from actions.incidents.report import write_report
+from actions.plans import writes
 from actions.plans.facts import BackupRef, Databases, PreparedRef, RunFacts, Swap, facts_update
+from actions.plans.full_server import check_server
 from actions.plans.partial import backup_inputs
 from actions.postgres import server as pg
-from actions.postgres import writes_after
-from actions.prepared import proof as prepared_proof
-from actions.store.records import AlertStatus, IncidentStatus, PreparedCopy, PreparedState, RunState
-
-DISK_MARGIN = 1.1  # the restored copy may be larger than the live database (rows the migration deleted)
+from actions.prepared import use as prepared_use
+from actions.store.records import AlertStatus, IncidentStatus, PreparedState, RunState
 
 
 def names(ctx: RunContext) -> tuple[str, str, str]:
@@ -80,10 +78,10 @@ async def preflight(ctx: RunContext) -> StepOutcome:
     try:
         backup = await asyncio.to_thread(newest_backup, env)  # a backup folder may be on slow storage
         toc, (identity, sha256), server = await together(
-            read_toc(backup), fingerprint(backup.path), _check_server(env, live, aside, keep_as))
+            read_toc(backup), fingerprint(backup.path), check_server(env, live, aside, keep_as))
     except BackupProblem as problem:
         raise StepFailed(str(problem)) from None
-    prepared, unused = await _prepared_copy(ctx, sha256)
+    prepared, unused = await prepared_use.usable_copy(ctx, sha256)
     if server.disk_problem and not prepared:
         raise StepFailed(server.disk_problem + (f" (the prepared copy is not used: {unused})" if unused else ""))
     chosen = Databases(live=live, aside=prepared.database if prepared else aside, keep_as=keep_as)
@@ -106,24 +104,6 @@ async def preflight(ctx: RunContext) -> StepOutcome:
         f"{env.target} reachable (PostgreSQL {server.version}), {readable.size(server.size)}; {server.disk}{again}", facts)
 
 
-async def _prepared_copy(ctx: RunContext, sha256: str) -> tuple[PreparedCopy | None, str | None]:
-    """The environment's ready prepared copy if it holds the newest backup and is proven unchanged; else
-    (None, why not) — or (None, None) when there is none."""
-    ready = await ctx.store.prepared_copies(environment=ctx.environment.name, states=(PreparedState.READY,))
-    if not ready:
-        return None, None
-    copy = ready[-1]
-    if copy.backup_sha256 != sha256:
-        return None, (f"{copy.database} holds the backup of {copy.backup_created:%Y-%m-%d %H:%M} UTC, and a newer "
-                      "backup is the newest now")
-    try:
-        async with await pg.admin(ctx.environment) as conn:
-            why_not = await prepared_proof.unchanged(conn, copy)
-    except Exception as exc:
-        return None, f"it could not be checked ({type(exc).__name__})"
-    return (None, why_not) if why_not else (copy, None)
-
-
 async def read_dump(ctx: RunContext) -> StepOutcome:
     """Read and decompress every data block before the application is stopped.
 
@@ -142,55 +122,6 @@ async def read_dump(ctx: RunContext) -> StepOutcome:
     except BackupProblem as problem:
         raise StepFailed(str(problem)) from None
     return StepOutcome(f"every data block read and decompressed in {readable.duration(seconds)}: the dump is whole")
-
-
-@dataclass(frozen=True)
-class _Server:
-    version: str
-    size: int
-    disk: str
-    leftover: bool
-    disk_problem: str | None = None  # no room for a restored copy: fatal unless a prepared copy is used
-
-
-async def _check_server(env: Environment, live: str, aside: str, keep_as: str) -> _Server:
-    try:
-        conn = await pg.admin(env)
-    except Exception as exc:
-        raise StepFailed(f"cannot connect to {env.target} (maintenance database {env.maintenance_db}): "
-                         f"{str(exc).splitlines()[0]}") from None
-    async with conn:
-        if not await pg.database_exists(conn, live):
-            raise StepFailed(f"the live database {live} does not exist on {env.target}")
-        if await pg.database_exists(conn, keep_as):
-            raise StepFailed(f"{keep_as} exists: an earlier run of this incident already swapped the restored copy in, "
-                             f"so {live} is the restored database. Start the application and check it, or mark the "
-                             "incident resolved; a second full rollback would replace the restored data")
-        # The aside copy's name carries this incident's id: one that exists was left by an earlier,
-        # interrupted run of this same incident. It never held live data and was never verified,
-        # so it is restored again from scratch.
-        leftover = await pg.database_exists(conn, aside)
-        if not await pg.may_swap(conn, live):
-            raise StepFailed(f"the configured role may not create and rename databases: it needs to be superuser, "
-                             f"or to have CREATEDB and be a member of {live}'s owner role")
-        version = (await pg.scalar(conn, "SHOW server_version")).split(" ")[0]
-        size = await pg.scalar(conn, "SELECT pg_database_size(%s)", (live,))
-        try:
-            disk, disk_problem = await _disk_room(conn, live, size), None
-        except StepFailed as no_room:
-            disk, disk_problem = "no room for a restored copy", str(no_room)
-    return _Server(version, size, disk, leftover, disk_problem)
-
-
-async def _disk_room(conn, live: str, needed: int) -> str:
-    room = await pg.free_space(conn, live)
-    if room is None:
-        return "disk room not checked (the server's data directory is not on this host, or may not be read)"
-    free, where = room
-    if free < needed * DISK_MARGIN:
-        raise StepFailed(f"not enough disk for a second copy: {readable.size(free)} free in {where}, "
-                         f"about {readable.size(needed * DISK_MARGIN)} needed. Free space or add storage, then retry")
-    return f"{readable.size(free)} free for the copy"
 
 
 async def stop_app(ctx: RunContext) -> StepOutcome:
@@ -233,7 +164,7 @@ async def verify(ctx: RunContext) -> StepOutcome:
     env = ctx.environment
     _, aside, _ = names(ctx)
     if _facts(ctx).prepared:
-        copy = await _still_unchanged(ctx)
+        copy = await prepared_use.still_unchanged(ctx)
         return StepOutcome(f"{aside} is unchanged since it was verified against the manifest at "
                            f"{copy.ready_at:%H:%M:%S} UTC: closed to connections since, its pg_database row as it was",
                            {"row_counts": copy.row_counts})
@@ -247,18 +178,6 @@ async def verify(ctx: RunContext) -> StepOutcome:
                        {"row_counts": result.row_counts})
 
 
-async def _still_unchanged(ctx: RunContext) -> PreparedCopy:
-    """The prepared copy this run uses, proven again unchanged; StepFailed (nothing changed) if it is not."""
-    copy = await ctx.store.prepared_copy(_facts(ctx).prepared.id)
-    async with await pg.admin(ctx.environment) as conn:
-        why_not = await prepared_proof.unchanged(conn, copy)
-    if why_not:
-        await ctx.store.update_prepared(copy.id, state=PreparedState.FAILED, note=f"not used: {why_not}")
-        raise StepFailed(f"the prepared copy cannot be used: {why_not}. Nothing was changed; run "
-                         f"`/rollback full {ctx.environment.name}` again to restore the backup as usual")
-    return copy
-
-
 def _backup(ctx: RunContext) -> BackupFile:
     return _facts(ctx).backup.file()
 
@@ -269,7 +188,7 @@ async def swap(ctx: RunContext) -> StepOutcome:
     # only mean the swap never began, and live is known to be untouched.
     prepared = _facts(ctx).prepared
     if prepared:  # proven once more right before, then given live's owner, grants and settings
-        await _still_unchanged(ctx)
+        await prepared_use.still_unchanged(ctx)
         async with await pg.admin(ctx.environment) as conn:
             await pg.copy_database_properties(conn, live, aside)
     await ctx.remember(facts_update(swap=Swap.UNDER_WAY))
@@ -296,33 +215,6 @@ async def smoke(ctx: RunContext) -> StepOutcome:
 async def resolve(ctx: RunContext) -> StepOutcome:
     await ctx.announce(alert_status=AlertStatus.RESOLVED, status=IncidentStatus.RESOLVED)
     return StepOutcome(f"{ctx.incident.id} resolved")
-
-
-async def count_writes(ctx: RunContext) -> StepOutcome:
-    """After RESOLVED: what was written after the backup, kept in the failed database and not in the
-    restored one, counted exactly (`postgres/writes_after.py`). The rollback is done: a failure here is
-    said, never a failed run."""
-    live, _, keep_as = names(ctx)
-    env = ctx.environment
-    try:
-        writes = await writes_after.compare(
-            lambda: pg.connect(env, keep_as, read_only=True, name="rollback-bot count writes"),
-            lambda: pg.connect(env, live, read_only=True, name="rollback-bot count writes"))
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        line = (f"Writes made after the backup could not be counted ({reason}); they are kept in `{keep_as}`: "
-                f"compare it with `{live}` to see them")
-        return StepOutcome(line, facts_update(writes_line=line))
-    line = writes_after.summary(writes, keep_as)
-    tables = "; ".join(f"{t.table}: +{t.inserted} ~{t.updated} -{t.deleted}" for t in writes.tables[:10])
-    more = f" and {len(writes.tables) - 10} more tables" if len(writes.tables) > 10 else ""
-    skipped = ("; not compared: " + ", ".join(f"{name} ({why})" for name, why in writes.not_compared[:6])
-               + (" …" if len(writes.not_compared) > 6 else "")) if writes.not_compared else ""
-    return StepOutcome(
-        f"{line}. {writes.compared} tables compared in {readable.duration(writes.seconds)}"
-        + (f" ({tables}{more})" if tables else "") + skipped
-        + ". The migration's own changes count too: they cannot be told from the application's.",
-        facts_update(writes_after=writes.as_dict(), writes_line=line))
 
 
 async def report(ctx: RunContext) -> StepOutcome:
@@ -448,7 +340,7 @@ def build_plan(stop_app_mode: str) -> Plan:
         Step("start_app", "Start the application", start_app),
         Step("smoke", "Run the smoke checks", smoke),
         Step("resolve", "Resolve the incident", resolve),
-        Step("count_writes", "Count the writes made after the backup", count_writes),
+        Step("count_writes", "Count the writes made after the backup", writes.count_writes),
         Step("report", "Write the incident report", report),
     ]
     # The approval is asked as soon as preflight passes: the restore runs while the approver reads.

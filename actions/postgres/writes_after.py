@@ -123,6 +123,42 @@ async def _rows_in(conn: psycopg.AsyncConnection, table: str, key: list[str], co
     return dict(rows)
 
 
+@dataclass(frozen=True)
+class TableDiff:
+    """One table's rows that differ: `after` (failed) and `before` (restored) key -> row hash, for the
+    buckets whose count or sum differ only; `read` rows read on both sides to find them."""
+
+    after: dict[str, int]
+    before: dict[str, int]
+    read: int
+
+    @property
+    def inserted(self) -> list[str]:
+        return sorted(k for k in self.after if k not in self.before)
+
+    @property
+    def updated(self) -> list[str]:
+        return sorted(k for k, h in self.after.items() if k in self.before and self.before[k] != h)
+
+    @property
+    def deleted(self) -> list[str]:
+        return sorted(k for k in self.before if k not in self.after)
+
+
+async def table_diff(failed: psycopg.AsyncConnection, restored: psycopg.AsyncConnection, table: str,
+                     key: list[str], common: list[str]) -> TableDiff:
+    """Bucket sums on both sides (one scan each), then the differing buckets key by key (stable sessions on
+    both, as `compare` sets them)."""
+    after, before = await _buckets(failed, table, key, common), await _buckets(restored, table, key, common)
+    read = sum(c for c, _ in after.values()) + sum(c for c, _ in before.values())
+    differing = sorted(b for b in set(after) | set(before) if after.get(b) != before.get(b))
+    if not differing:
+        return TableDiff({}, {}, read)
+    new, old = await _rows_in(failed, table, key, common, differing), await _rows_in(restored, table, key, common,
+                                                                                    differing)
+    return TableDiff(new, old, read + len(new) + len(old))
+
+
 async def compare(connect_failed: Connect, connect_restored: Connect) -> WritesAfter:
     """Count what the failed database has that the restored one has not (pass read-only connections)."""
     started = time.monotonic()
@@ -132,19 +168,11 @@ async def compare(connect_failed: Connect, connect_restored: Connect) -> WritesA
         pairs, skipped = comparable(await describe(failed), await describe(restored))
         found, read = [], 0
         for table, key, common in pairs:
-            after, before = await _buckets(failed, table, key, common), await _buckets(restored, table, key, common)
-            read += sum(c for c, _ in after.values()) + sum(c for c, _ in before.values())
-            differing = sorted(b for b in set(after) | set(before) if after.get(b) != before.get(b))
-            if not differing:
-                continue
-            new, old = await _rows_in(failed, table, key, common, differing), \
-                await _rows_in(restored, table, key, common, differing)
-            read += len(new) + len(old)
-            inserted = sum(1 for k in new if k not in old)
-            deleted = sum(1 for k in old if k not in new)
-            updated = sum(1 for k, h in new.items() if k in old and old[k] != h)
-            if inserted or updated or deleted:
-                found.append(TableWrites(table, inserted, updated, deleted))
+            rows = await table_diff(failed, restored, table, key, common)
+            read += rows.read
+            counts = TableWrites(table, len(rows.inserted), len(rows.updated), len(rows.deleted))
+            if counts.total:
+                found.append(counts)
     return WritesAfter(tuple(found), len(pairs), tuple(skipped), read, time.monotonic() - started)
 
 
@@ -159,34 +187,13 @@ def summary(writes: WritesAfter, kept_as: str) -> str:
             f"deleted {writes.deleted:,}); they are kept in `{kept_as}`")
 
 
-async def inserted_keys(failed: psycopg.AsyncConnection, restored: psycopg.AsyncConnection, table: str,
-                        key: list[str], common: list[str]) -> list[str]:
-    """The keys (as `ROW(key)::text`) only the failed database has: the rows inserted after the backup
-    that are not in the restored one (stable sessions on both, as `compare` sets them)."""
-    after, before = await _buckets(failed, table, key, common), await _buckets(restored, table, key, common)
-    differing = sorted(b for b in set(after) | set(before) if after.get(b) != before.get(b))
-    if not differing:
-        return []
-    new, old = await _rows_in(failed, table, key, common, differing), await _rows_in(restored, table, key, common,
-                                                                                    differing)
-    return sorted(k for k in new if k not in old)
-
-
-async def updated_columns(failed: psycopg.AsyncConnection, restored: psycopg.AsyncConnection, table: str,
-                          key: list[str], common: list[str], examples: int = 3
-                          ) -> tuple[int, dict[str, int], list[tuple[str, str, object, object]]]:
-    """The rows updated after the backup (key in both, a common column differs): (how many, rows per column
-    that differs, up to `examples` (key, column, restored value, failed value)). For a preview: it reads the
-    differing rows of both sides whole."""
-    after, before = await _buckets(failed, table, key, common), await _buckets(restored, table, key, common)
-    differing = sorted(b for b in set(after) | set(before) if after.get(b) != before.get(b))
-    if not differing:
-        return 0, {}, []
-    new, old = await _rows_in(failed, table, key, common, differing), await _rows_in(restored, table, key, common,
-                                                                                    differing)
-    updated = sorted(k for k, h in new.items() if k in old and old[k] != h)
+async def column_changes(failed: psycopg.AsyncConnection, restored: psycopg.AsyncConnection, table: str,
+                         key: list[str], common: list[str], updated: list[str], examples: int = 3
+                         ) -> tuple[dict[str, int], list[tuple[str, str, object, object]]]:
+    """For the `updated` keys: rows per column that differs, and up to `examples` (key, column, restored
+    value, failed value). For a preview: it reads those rows of both sides whole."""
     if not updated:
-        return 0, {}, []
+        return {}, []
     key_text = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(map(sql.Identifier, key)))
     query = sql.SQL("SELECT r.__key, to_jsonb(r) - '__key' FROM (SELECT {c}, {k} AS __key FROM {t}) AS r "
                     "WHERE r.__key = ANY(%s)").format(c=sql.SQL(", ").join(map(sql.Identifier, common)), k=key_text,
@@ -201,4 +208,4 @@ async def updated_columns(failed: psycopg.AsyncConnection, restored: psycopg.Asy
                 per_column[column] = per_column.get(column, 0) + 1
                 if len(shown) < examples:
                     shown.append((k, column, then[k].get(column), now[k].get(column)))
-    return len(updated), per_column, shown
+    return per_column, shown
