@@ -124,9 +124,10 @@ VERBS: dict[str, Verb] = {verb.name: verb for verb in (
     Verb("watch", "/rollback watch <env> [minutes|stop]",
          "While a migration runs, post long queries, lock waits, hung sessions and lost connections (default 30 "
          "minutes; stops by itself).", Who.OPERATORS, Starts.WATCH),
-    _plan("carry-over", "/rollback carry-over <env> <incident> [t1,t2]",
+    _plan("carry-over", "/rollback carry-over <env> <incident> [t1,t2] [updates=t3,t4]",
           "After a full rollback: insert into live the rows inserted after the backup, from the failed database it "
-          "kept (parents first, one transaction, triggers off); never updates or deletes.", carry_over.SPEC),
+          "kept (parents first, one transaction, triggers off). Updates only for the tables named in updates=, "
+          "where live still holds the backup's version; never deletes.", carry_over.SPEC),
     _plan("restore-quarantine", "/rollback restore-quarantine <env> <incident>",
           "Put back, exactly, the foreign-key orphans an incident moved into rollback_quarantine.", quarantine.RESTORE_SPEC),
     _plan("cleanup", "/rollback cleanup <env>",

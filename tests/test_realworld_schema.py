@@ -24,6 +24,7 @@ from support.harness import (
     OPERATOR,
     Harness,
     StandInApp,
+    database_names,
     restore_backup_copy,
     start_harness,
 )
@@ -303,3 +304,70 @@ async def test_full_rollback_is_exact_and_checks_the_whole_catalog(h: Harness, w
     assert "its catalog equals the manifest's" in thread(h)
     # Each row counted once: a partitioned table's rows are its partitions'.
     assert f"tables, {await own_rows_total(world.dsn):,} rows" in thread(h)
+
+
+async def test_carry_over_into_partitions_identity_columns_and_a_non_ascii_table_without_firing_triggers(
+        h: Harness, world: RealWorld):
+    await plain_backup_then_migrate(world)
+    # After the backup, on the migrated database: rows into a GENERATED ALWAYS identity table, a partition and
+    # the default partition of the partitioned table (which lost its `note` column), a table whose trigger
+    # writes a log row, and an update of a non-ASCII table (its trigger stamps last_update).
+    await world.execute("""
+        INSERT INTO country (country) VALUES ('Österreich');
+        INSERT INTO rental (rental_date, inventory_id, customer_id)
+            VALUES (timestamptz '2022-03-05 10:07:13+00', (SELECT min(inventory_id) FROM inventory),
+                    (SELECT min(customer_id) FROM customer));
+        INSERT INTO payment (customer_id, amount, payment_date) VALUES
+            ((SELECT min(customer_id) FROM customer), 4.99, timestamptz '2022-03-05 11:07:13+00'),
+            ((SELECT min(customer_id) FROM customer), 1.50, timestamptz '2030-01-01 00:00:07+00');
+        UPDATE "língua" SET nome = 'Português do Brasil' WHERE "língua_id" = (SELECT min("língua_id") FROM "língua");
+    """)
+    await h.slack.send_command(OPERATOR, "full staging")
+    await h.slack.click(APPROVER, await approval_message(h), "approval-approve")
+    await run_end(h, "INCIDENT RESOLVED")
+    await h.settle()
+    incident = h.store().runs()[0].incident_id
+    assert "Count the writes made after the backup" in thread(h)
+    restored = await fingerprint(world.dsn)
+    assert restored == world.before, diff(world.before, restored)
+    logged = await own_rows_total(world.dsn)
+
+    await h.slack.send_command(OPERATOR, f"carry-over staging {incident} updates=língua")
+    request = await h.slack.wait_for_message(CHANNEL, "Carry over 4 rows inserted and 1 updated", timeout=WAIT)
+    text = request.all_text()
+    for table, n in (("public.country", 1), ("public.rental", 1), ("public.payment", 2)):
+        assert f"INSERT {n} row(s) into `{table}`" in text, table
+    assert "take live's default: note" in text  # the column the migration dropped from payment
+    assert "UPDATE 1 row(s) of `public.língua`" in text and "→ 'Português do Brasil'" in text
+    # The migration's own updates are shown and not carried.
+    assert "of `public.customer` updated after the backup (by column: active" in text
+    await h.slack.click(APPROVER, request, "approval-approve")
+    await h.slack.wait_for_message(CHANNEL, "Carry-over of staging finished", timeout=WAIT)
+    await h.settle()
+
+    [kept] = [n for n in await database_names(world.dbname) if "__failed_" in n]
+    async with await psycopg.AsyncConnection.connect(world.dsn) as live, \
+            await psycopg.AsyncConnection.connect(database_dsn(ADMIN_DSN, kept)) as failed:
+        async def read(conn, query: str):
+            return await (await conn.execute(query)).fetchall()
+        for query in ("SELECT country_id, country, last_update FROM country WHERE country = 'Österreich'",
+                      "SELECT * FROM rental WHERE rental_date = timestamptz '2022-03-05 10:07:13+00'",
+                      "SELECT payment_id, customer_id, amount, payment_date FROM payment "
+                      "WHERE payment_date IN ('2022-03-05 11:07:13+00', '2030-01-01 00:00:07+00') ORDER BY payment_date",
+                      'SELECT * FROM "língua" WHERE nome = \'Português do Brasil\''):
+            carried = await read(live, query)
+            assert carried and carried == await read(failed, query), query  # last_update as it was, not stamped
+        where = await read(live, "SELECT tableoid::regclass::text FROM payment WHERE payment_date IN "
+                                 "('2022-03-05 11:07:13+00', '2030-01-01 00:00:07+00') ORDER BY payment_date")
+        assert where == [("payment_p2022_03",), ("payment_default",)]
+        [(new_id,)] = await read(live, "INSERT INTO country (country) VALUES ('Neu') RETURNING country_id")
+        [(carried_id,)] = await read(live, "SELECT country_id FROM country WHERE country = 'Österreich'")
+        assert new_id > carried_id  # the identity moved past the carried key
+        await live.rollback()
+    # Only the carried tables and their sequences changed: rental_log (its trigger did not fire) and the
+    # migration's updates (customer.active, rental.return_date) are as the backup has them.
+    changes = diff(restored, await fingerprint(world.dsn))
+    assert changes and await own_rows_total(world.dsn) == logged + 4
+    for line in changes:
+        assert any(t in line for t in ("country", "rental", "payment", "língua")), line
+        assert "rental_log" not in line and "customer" not in line, line

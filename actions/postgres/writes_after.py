@@ -159,6 +159,52 @@ async def table_diff(failed: psycopg.AsyncConnection, restored: psycopg.AsyncCon
     return TableDiff(new, old, read + len(new) + len(old))
 
 
+async def hashes_of(conn: psycopg.AsyncConnection, table: str, key: list[str], common: list[str],
+                    keys: list[str]) -> dict[str, int]:
+    """key -> row hash of the rows of `table` under `keys` (those that exist): one read of the table."""
+    if not keys:
+        return {}
+    key_text, row_hash = _expressions(key, common)
+    query = sql.SQL("SELECT r.k, r.h FROM (SELECT {k} AS k, {h} AS h FROM {t}) AS r WHERE r.k = ANY(%s)").format(
+        k=key_text, h=row_hash, t=qualified(table))
+    return dict(await (await conn.execute(query, (keys,))).fetchall())
+
+
+@dataclass(frozen=True)
+class CarryCandidates:
+    """One table's rows written after the backup, set against live as it is now (the carry-over's view).
+
+    Decided from three sides: the failed database (F), the backup's rows (B, restored aside) and live (L).
+    Inserted after the backup means in F and not in B; updated means in both and different. Whether live
+    still holds the backup's version is asked of L, never assumed: since the rollback, the application may
+    have changed or deleted a row, or inserted another under a key the backup had not used yet (live's
+    sequences came back with the backup)."""
+
+    inserts: list[str]  # inserted after the backup; the key is free in live
+    taken: list[str]  # inserted after the backup; live has another row under that key
+    updates: dict[str, int]  # updated after the backup; live still holds the backup's version (key -> its hash)
+    changed: list[str]  # updated after the backup; live changed or deleted the row since the rollback
+    already: int  # in live as the failed database has them (an earlier carry-over)
+    updated: list[str]  # every key updated after the backup
+    read: int  # rows read to decide
+
+
+async def carry_candidates(failed: psycopg.AsyncConnection, backup: psycopg.AsyncConnection,
+                           live: psycopg.AsyncConnection, table: str, key: list[str], common: list[str]
+                           ) -> CarryCandidates:
+    """F against B as `table_diff` does, then live's rows under the differing keys (stable sessions on all three)."""
+    rows = await table_diff(failed, backup, table, key, common)
+    inserted, updated = rows.inserted, rows.updated
+    now = await hashes_of(live, table, key, common, inserted + updated)
+    return CarryCandidates(
+        inserts=[k for k in inserted if k not in now],
+        taken=[k for k in inserted if k in now and now[k] != rows.after[k]],
+        updates={k: rows.before[k] for k in updated if now.get(k) == rows.before[k]},
+        changed=[k for k in updated if now.get(k) not in (rows.before[k], rows.after[k])],
+        already=sum(1 for k in inserted + updated if now.get(k) == rows.after[k]),
+        updated=updated, read=rows.read + len(now))
+
+
 async def compare(connect_failed: Connect, connect_restored: Connect) -> WritesAfter:
     """Count what the failed database has that the restored one has not (pass read-only connections)."""
     started = time.monotonic()
