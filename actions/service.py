@@ -31,6 +31,7 @@ from actions.engine.snapshot import Snapshot, take_snapshot
 from actions.incidents.desk import IncidentDesk
 from actions.incidents.reads import Reads, SentMessages, StatusRow, run_status, status_rows
 from actions.outreach.courier import Courier
+from actions.permissions import Permissions
 from actions.plans.cleanup import leftovers, prepared_in_use
 from actions.prepared.desk import PrepareDesk
 from actions.redact import Redactor
@@ -51,9 +52,9 @@ from actions.results import (
     UnknownVerb,
 )
 from actions.store.audit_chain import ChainCheck
-from actions.store.records import Actor, AuditEvent, Role, Run, RunState
+from actions.store.records import Actor, AuditEvent, Incident, Run, RunState
 from actions.store.sqlite import AsyncStore, Busy, Store
-from actions.verbs import PLANS, VERBS, Starts, Verb, Who
+from actions.verbs import PLANS, VERBS, Starts, Verb
 from actions.watch.desk import WatchDesk
 from actions.watch.watcher import WatchEvent
 
@@ -69,7 +70,8 @@ class RollbackService:
         self.emit = emit
         self.metrics = EngineMetrics(registry)
         self.runner = Runner(settings, store, emit, redactor, self.metrics)
-        self.desk = IncidentDesk(settings, store, emit)
+        self.permissions = Permissions(settings, store)  # who may: every verb and button, checked here
+        self.desk = IncidentDesk(settings, store, emit, self.permissions)
         self.watches = WatchDesk(settings, store, watch_emit)
         self.reads = Reads(store)
         self.sent = SentMessages(store)
@@ -181,16 +183,9 @@ class RollbackService:
         raise AssertionError(f"verb {verb.name} starts nothing known")
 
     async def _authorize(self, actor: Actor, verb: Verb, environment: str | None, **detail) -> Refused | None:
-        """The one role check for verbs: refused and audited unless the verb's `who` allows the actor."""
-        if verb.who.allows(actor):
-            return None
-        operators = tuple(self.settings.bot.operators)
-        responders = tuple(dict.fromkeys([*operators, *self.settings.bot.approvers]))
-        await self._store.audit(actor.user_id, f"{verb.name}.refused", outcome="refused", environment=environment,
-                                reason="not an operator" if verb.who is Who.OPERATORS else "not an operator or approver",
-                                **detail)
-        return Refused(f"only {verb.who.value} may {_WHAT[verb.starts]}", Role.OPERATOR,
-                       operators if verb.who is Who.OPERATORS else responders)
+        """A verb's declared `who`, checked by the one role check (refused and audited unless it allows the actor)."""
+        return await self.permissions.check(actor, verb.who, verb.name, _WHAT[verb.starts], environment=environment,
+                                            **detail)
 
     async def _unknown_environment(self, actor: Actor, verb: str, environment: str) -> UnknownEnvironment:
         await self._store.audit(actor.user_id, f"{verb}.unknown_environment", outcome="refused", environment=environment)
@@ -270,43 +265,48 @@ class RollbackService:
     async def start_remedy(self, actor: Actor, environment: str, kind: str, target: dict) -> StartResult:
         return await self.start(actor, "remedy", environment, (kind, json.dumps(target)))
 
-    async def run_of_button(self, actor: Actor, incident_id: str, run_id: str, what: str) -> Run | NotPossible:
-        """The run a button names, if it belongs to the incident the button names (else audited as tampered)."""
+    async def run_of_button(self, actor: Actor, incident_id: str, run_id: str, what: str
+                            ) -> Run | NotPossible | Refused:
+        """The run a button names, if the actor holds the button's role and the run belongs to the incident the
+        button names (else audited as tampered)."""
+        if refused := await self.permissions.button(actor, what, what, incident_id=incident_id, run_id=run_id):
+            return refused
         run = await self._store.run(run_id)
         if run is None or run.incident_id != incident_id:
             await self._store.audit(actor.user_id, "button.tampered", outcome="refused", action_id=what, run=run_id)
             return NotPossible(f"there is no run {run_id} in {incident_id}")
         return run
 
-    async def run_again(self, actor: Actor, incident_id: str, run_id: str) -> StartResult | NotPossible:
+    async def run_again(self, actor: Actor, incident_id: str, run_id: str) -> StartResult | NotPossible | Refused:
         """▶️ Start again, on an interrupted run: the same plan, from its first step, the same gates."""
         run = await self._interrupted(actor, incident_id, run_id, "run-again")
-        if isinstance(run, NotPossible):
+        if not isinstance(run, Run):
             return run
         return await self.start(actor, run.plan, run.environment, tuple(run.facts.get("args", [])))
 
-    async def retry_app(self, actor: Actor, incident_id: str, run_id: str) -> StartResult | NotPossible:
+    async def retry_app(self, actor: Actor, incident_id: str, run_id: str) -> StartResult | NotPossible | Refused:
         """🔁 Retry the application start: only after a run that left a swapped database behind
         (no approval is asked: the database is not touched)."""
         run = await self.run_of_button(actor, incident_id, run_id, "retry-app")
-        if isinstance(run, NotPossible):
+        if not isinstance(run, Run):
             return run
         if run.ended_at is None or not (run.plan == "restart" or run_status(run, []).swapped):
             return NotPossible(f"run {run.id} did not leave a swapped database behind")
         return await self.start(actor, "restart", run.environment)
 
-    async def abandon(self, actor: Actor, incident_id: str, run_id: str) -> StartResult | NotPossible:
+    async def abandon(self, actor: Actor, incident_id: str, run_id: str) -> StartResult | NotPossible | Refused:
         """🧹 Abandon and clean up, on an interrupted run: its leftovers are dropped after an approval."""
         run = await self._interrupted(actor, incident_id, run_id, "clean-up")
-        if isinstance(run, NotPossible):
-            return run
+        if not isinstance(run, Run):
+            return run  # refused before "abandoned" is written: a refused click changes nothing
         await self._store.audit(actor.user_id, "run.abandoned", environment=run.environment,
                                 incident_id=run.incident_id, run_id=run.id)
         return await self.start(actor, "cleanup", run.environment)
 
-    async def _interrupted(self, actor: Actor, incident_id: str, run_id: str, what: str) -> Run | NotPossible:
+    async def _interrupted(self, actor: Actor, incident_id: str, run_id: str, what: str
+                           ) -> Run | NotPossible | Refused:
         run = await self.run_of_button(actor, incident_id, run_id, what)
-        if isinstance(run, NotPossible):
+        if not isinstance(run, Run):
             return run
         if run.state is not RunState.INTERRUPTED:
             return NotPossible(f"run {run.id} was not interrupted")
@@ -330,6 +330,18 @@ class RollbackService:
         return found
 
     # -- the read-only and one-off verbs --------------------------------------------------------
+
+    async def report_form(self, actor: Actor, incident_id: str) -> Incident | IncidentNotFound | Refused:
+        """✏️ Edit report: the incident whose notes the form opens with, if the actor may edit them (audited)."""
+        incident = await self._store.incident(incident_id)
+        if incident is None:
+            return IncidentNotFound(incident_id)
+        if refused := await self.permissions.button(actor, "report-edit", "report_edit", incident_id=incident.id,
+                                                    environment=incident.environment):
+            return refused
+        await self._store.audit(actor.user_id, "report.edit_opened", incident_id=incident.id,
+                                environment=incident.environment)
+        return incident
 
     async def regenerate_report(self, actor: Actor, incident_id: str) -> ReportRegenerated | IncidentNotFound:
         """`/rollback report <incident>`: write the report again from the audit trail and post it."""
@@ -362,9 +374,10 @@ class RollbackService:
 
 
 # How a refusal names what the actor may not do, by what the verb starts.
-_WHAT = {Starts.PLAN: "start a rollback", Starts.DIFF: "do this", Starts.BACKUP: "do this",
-         Starts.DIAGNOSE: "run diagnostics", Starts.WATCH: "start or stop a watch", Starts.DECLARE: "open an incident",
-         Starts.ASSESS: "open an incident", Starts.REPORT: "do this", Starts.STATUS: "do this", Starts.HELP: "do this"}
+_WHAT = {Starts.PLAN: "start a rollback", Starts.DIFF: "compare the schema with the backup",
+         Starts.BACKUP: "take a backup", Starts.DIAGNOSE: "run diagnostics", Starts.PREPARE: "prepare a rollback",
+         Starts.WATCH: "start or stop a watch", Starts.DECLARE: "open an incident", Starts.ASSESS: "open an incident",
+         Starts.REPORT: "write the incident report again", Starts.STATUS: "read the status", Starts.HELP: "read the help"}
 
 
 def _extra_words(rest: list[str]) -> InvalidArguments | None:

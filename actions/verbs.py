@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from actions.engine.plan import PlanSpec
+from actions.permissions import Who
 from actions.plans import (
     app,
     carry_over,
@@ -25,22 +26,6 @@ from actions.plans import (
     unprepare,
 )
 from actions.plans.tables import plan as tables
-from actions.store.records import Actor, Role
-
-
-class Who(StrEnum):
-    """Who may use a verb."""
-
-    OPERATORS = "operators"
-    RESPONDERS = "operators and approvers"
-    ANYONE = "anyone"
-
-    def allows(self, actor: Actor) -> bool:
-        if self is Who.OPERATORS:
-            return actor.has(Role.OPERATOR)
-        if self is Who.RESPONDERS:
-            return actor.responder
-        return True
 
 
 class Starts(StrEnum):
@@ -96,7 +81,7 @@ VERBS: dict[str, Verb] = {verb.name: verb for verb in (
          "Declare an incident without a rollback; the text is shown on the alert.", Who.RESPONDERS, Starts.DECLARE),
     Verb("report", "/rollback report <incident>",
          "Write the incident report again from the audit trail and post it to the incident's channel.",
-         Who.ANYONE, Starts.REPORT),
+         Who.POST_INCIDENT, Starts.REPORT),
     Verb("backup", "/rollback backup <env>",
          "Take a backup now (pg_dump -Fc, the runbook's layout) with a manifest of the catalog, row counts and "
          "checksums.", Who.RESPONDERS, Starts.BACKUP),

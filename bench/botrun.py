@@ -185,7 +185,7 @@ async def _carry_over(bot: Bot, wb: Workbench) -> dict:
     reply = await bot.slack.send_command(OPERATOR, f"carry-over {ENV} {run.incident_id}", channel_id=CHANNEL)
     if reply.status != 200:
         raise BotFailed(f"/rollback carry-over was answered {reply.status}: {reply.body[:300]}")
-    request = await bot.slack.wait_for_message(CHANNEL, "Carry over", timeout=WAIT)
+    request = await bot.slack.wait_for_message(CHANNEL, "rows inserted after the backup into", timeout=WAIT)
     await bot.slack.click(APPROVER, request, "approval-approve")
     await bot.slack.wait_for_message(CHANNEL, "Carry-over of staging finished", timeout=WAIT)
     carry = next(r for r in await bot.store.runs() if r.plan == "carry-over")

@@ -8,7 +8,8 @@ import re
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncApp
 
-from actions.results import IncidentNotFound, Recorded
+from actions.results import Recorded
+from actions.store.records import Incident
 from bot.answers import reply, tell
 from bot.deps import Deps
 from messages import replies
@@ -104,11 +105,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def edit_report(ack, body, action, respond, client) -> None:
         await ack()
         if (incident_id := await button_incident(body, action, respond)) is not None:
-            incident = await deps.service.reads.incident(incident_id)
-            if incident is None:
-                return await tell(respond, reply(IncidentNotFound(incident_id), deps.settings))
-            await deps.service.audit(body["user"]["id"], "report.edit_opened", incident_id=incident.id,
-                                     environment=incident.environment)
+            actor = await deps.access.actor(body["user"]["id"])
+            incident = await deps.service.report_form(actor, incident_id)
+            if not isinstance(incident, Incident):
+                return await tell(respond, reply(incident, deps.settings))
             await client.views_open(trigger_id=body["trigger_id"], view=report_modal(
                 incident.id, incident.root_cause, incident.what_failed, incident.prevention))
 

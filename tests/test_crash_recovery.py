@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from actions.store.records import StepState
 from actions.store.sqlite import Store
@@ -170,13 +169,23 @@ async def test_killed_inside_the_swap_transaction(tmp_path):
     try:
         async with scenario(tmp_path, kill, stop_app='"at_swap"') as (crm, slack, bot, ending):
             assert "during “Swap the restored copy in”" in ending.all_text()
-            assert "refuses new connections" in ending.all_text()  # said, so a person can re-open it
+            # Self-healed: live is provably the database that was live (same oid, never renamed), so the bot
+            # re-opened it by itself, and said so.
+            assert "the bot re-opened it, as it was: it is provably the same database" in ending.all_text()
             names = await database_names(crm.dbname)
             assert any("__rollback_" in n for n in names) and not any("__failed_" in n for n in names)
             async with await psycopg.AsyncConnection.connect(ADMIN_DSN, autocommit=True) as conn:
-                await conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
-                    sql.Identifier(crm.dbname)))  # what the message tells a person to do
+                allowed = await (await conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s",
+                                                    (crm.dbname,))).fetchone()
+            assert allowed == (True,)
             assert await assert_live_is_whole(crm) == "failed"  # the first rename was rolled back with the second
+            store = Store(tmp_path / "state" / "rollback-audit.sqlite")
+            try:
+                [reopened] = [e for e in store.audit_events() if e.action == "swap.reopened"]
+                assert reopened.actor == "bot" and reopened.detail["database"] == crm.dbname
+                assert store.verify_audit().problem is None
+            finally:
+                store.close()
             KILLS.append("inside the swap transaction")
     finally:
         for conn in blocker:

@@ -29,6 +29,7 @@ from actions.postgres.catalog import FORMAT as CATALOG_FORMAT
 from actions.postgres.catalog import Catalog, describe
 
 _RESTORE = ["pg_restore", "--no-owner", "--exit-on-error", "--no-password"]
+IN_USE: set[str] = set()  # the scratch databases this process is reading now: `/rollback cleanup` leaves them
 _ROWS_ONLY = [*_RESTORE, "--no-acl"]
 
 
@@ -37,17 +38,21 @@ async def scratch_database(env: Environment, purpose: str, *, copy_of: str | Non
     """A new database named after the live one and `purpose`: empty, or a file copy of `copy_of` (a
     prepared copy, which is only read); dropped on the way out."""
     name = f"{env.database}__scratch_{purpose}_{secrets.token_hex(3)}"[: pg.MAX_IDENTIFIER_BYTES]
-    async with await pg.admin(env) as conn:
-        if copy_of is None:
-            await pg.create_database_like(conn, env.database, name)
-        else:
-            await conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                sql.Identifier(name), sql.Identifier(copy_of)))
+    IN_USE.add(name)  # before it exists: a clean-up running meanwhile must never take it for a leftover
     try:
-        yield name
-    finally:
         async with await pg.admin(env) as conn:
-            await pg.drop_database(conn, name)
+            if copy_of is None:
+                await pg.create_database_like(conn, env.database, name)
+            else:
+                await conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                    sql.Identifier(name), sql.Identifier(copy_of)))
+        try:
+            yield name
+        finally:
+            async with await pg.admin(env) as conn:
+                await pg.drop_database(conn, name)
+    finally:
+        IN_USE.discard(name)
 
 
 async def restore_schema(env: Environment, dbname: str, dump: Path) -> bool:

@@ -16,6 +16,7 @@ from actions.config import Settings
 from actions.engine import binding as gate
 from actions.engine.events import ApprovalDecided, ApprovalRequested, Emit
 from actions.engine.plan import Plan, RunContext, Step, StepFailed, new_approval_id
+from actions.permissions import BUTTONS
 from actions.redact import Redactor
 from actions.results import AlreadyDecided, ApprovalNotFound, Decided, DecideResult, Refused
 from actions.store.records import Actor, Approval, ApprovalState, Role, StepState, iso, utcnow
@@ -82,8 +83,9 @@ class Approvals:
 
     def _refusal(self, approval: Approval, actor: Actor) -> Refused | None:
         approvers = tuple(self.settings.bot.approvers)
-        if not actor.has(Role.APPROVER):
-            return Refused("only approvers may approve or deny a destructive step", Role.APPROVER, approvers)
+        declared = BUTTONS["approval-approve"]  # the role declared for both buttons (actions/permissions.py)
+        if not declared.who.allows(actor):
+            return Refused(f"only {declared.who.value} may {declared.what}", Role.APPROVER, approvers)
         if self.settings.bot.two_person_rule and actor.user_id == approval.requested_by:
             others = tuple(a for a in approvers if a != actor.user_id)
             return Refused("the two-person rule is on: the person who asked for the rollback cannot "

@@ -1,8 +1,8 @@
 """The incident's life around the rollbacks: declare, assess, escalate, resolve, post-incident, close.
 
 Runbook Parts 1 (decision tree), 2 (escalation levels) and 10 (post-incident actions), and the
-sign-offs. Like the runner, every action checks who may do it, writes the store and the audit
-trail, then emits events for `bot/` to show.
+sign-offs. Like the runner, every action checks who may do it (the button's declared role,
+`actions/permissions.py`), writes the store and the audit trail, then emits events for `bot/` to show.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from actions.engine.events import (
 )
 from actions.incidents.checklist import CHECKLIST, GROUPS, unchecked
 from actions.incidents.report import write_report
+from actions.permissions import Permissions
 from actions.results import (
     Declared,
     DeclareResult,
@@ -30,9 +31,8 @@ from actions.results import (
     LifecycleResult,
     NotPossible,
     Recorded,
-    Refused,
 )
-from actions.store.records import Actor, AlertStatus, Incident, IncidentStatus, Role, utcnow
+from actions.store.records import Actor, AlertStatus, Incident, IncidentStatus, utcnow
 from actions.store.sqlite import AsyncStore
 
 
@@ -49,30 +49,28 @@ LEVELS = {1: "Issue detection", 2: "Partial failure", 3: "Critical failure"}
 
 
 class IncidentDesk:
-    def __init__(self, settings: Settings, store: AsyncStore, emit: Emit):
+    def __init__(self, settings: Settings, store: AsyncStore, emit: Emit, permissions: Permissions):
         self.settings = settings
         self.store = store
         self.emit = emit
+        self.permissions = permissions
 
-    def _responders(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys([*self.settings.bot.operators, *self.settings.bot.approvers]))
-
-    async def _refuse(self, actor: Actor, action: str, reason: str, incident: Incident | None = None,
-                      role: Role | None = None, allowed: tuple[str, ...] = ()) -> Refused:
-        await self.store.audit(actor.user_id, f"{action}.refused", outcome="refused", reason=reason,
-                               incident_id=incident and incident.id, environment=incident and incident.environment)
-        return Refused(reason, role, allowed or self._responders())
+    async def _may(self, actor: Actor, button: str, action: str, incident: Incident, **detail):
+        """None if the actor holds the button's declared role; else its refusal (audited)."""
+        return await self.permissions.button(actor, button, action, incident_id=incident.id,
+                                             environment=incident.environment, **detail)
 
     async def _audit(self, actor: Actor, action: str, incident: Incident, **detail) -> None:
         await self.store.audit(actor.user_id, action, incident_id=incident.id, environment=incident.environment, **detail)
 
-    async def _open_incident(self, actor: Actor, action: str, incident_id: str) -> Incident | LifecycleResult:
+    async def _open_incident(self, actor: Actor, button: str, action: str, incident_id: str
+                             ) -> Incident | LifecycleResult:
         """The incident if the actor may act on it while it is open; else the answer to give."""
         incident = await self.store.incident(incident_id)
         if incident is None:
             return IncidentNotFound(incident_id)
-        if not actor.responder:
-            return await self._refuse(actor, action, "only operators and approvers may do this", incident)
+        if refused := await self._may(actor, button, action, incident):
+            return refused
         if incident.status is not IncidentStatus.OPEN:
             return NotPossible(f"{incident.id} is already {incident.status.value}")
         return incident
@@ -100,7 +98,7 @@ class IncidentDesk:
         """CRITICAL → level 3 and a full rollback proposed; MINOR → continue and fix; UNSURE → pause, page."""
         if choice not in SEVERITIES:
             return NotPossible(f"unknown answer {choice!r}")
-        incident = await self._open_incident(actor, "severity", incident_id)
+        incident = await self._open_incident(actor, f"severity-{choice}", "severity", incident_id)
         if not isinstance(incident, Incident):
             return incident
         values = {"severity": choice}
@@ -116,7 +114,7 @@ class IncidentDesk:
         return Recorded(incident, note)
 
     async def escalate(self, actor: Actor, incident_id: str) -> LifecycleResult:
-        incident = await self._open_incident(actor, "escalate", incident_id)
+        incident = await self._open_incident(actor, "incident-escalate", "escalate", incident_id)
         if not isinstance(incident, Incident):
             return incident
         if incident.level >= 3:
@@ -130,7 +128,7 @@ class IncidentDesk:
 
     async def resolve(self, actor: Actor, incident_id: str) -> LifecycleResult:
         """Resolve by hand: a minor issue fixed forward, or an app fixed after a rollback's swap."""
-        incident = await self._open_incident(actor, "resolve", incident_id)
+        incident = await self._open_incident(actor, "incident-resolve", "resolve", incident_id)
         if not isinstance(incident, Incident):
             return incident
         if await self.store.runs(incident_id=incident.id, active=True):
@@ -153,6 +151,8 @@ class IncidentDesk:
         incident = await self.store.incident(incident_id)
         if incident is None or group not in GROUPS:
             return IncidentNotFound(incident_id)
+        if refused := await self._may(actor, "checklist-", "checklist", incident, group=group):
+            return refused
         state = await self.store.checklist(incident.id)
         changed = []
         for key, _ in GROUPS[group].items:
@@ -169,12 +169,11 @@ class IncidentDesk:
         incident = await self.store.incident(incident_id)
         if incident is None or role not in SIGNOFF_ROLES:
             return IncidentNotFound(incident_id)
+        if refused := await self.permissions.button(actor, "signoff-", "sign_off", signoff_role=role,
+                                                    incident_id=incident.id, environment=incident.environment):
+            return refused
         if incident.status is IncidentStatus.OPEN:
             return NotPossible(f"{incident.id} is not resolved yet: sign-offs come after the resolution")
-        if not actor.has(Role(role)):
-            return await self._refuse(actor, "sign_off", f"only the configured {SIGNOFF_ROLES[role]} may sign off "
-                                      f"as {SIGNOFF_ROLES[role]}", incident, Role(role),
-                                      tuple(self.settings.bot.signers(role)))
         if not await self.store.sign_off(incident.id, role, actor.user_id):
             signed = (await self.store.signoffs(incident.id))[role]
             return NotPossible(f"{SIGNOFF_ROLES[role]} was already signed off by <@{signed['user']}>")
@@ -196,8 +195,8 @@ class IncidentDesk:
         incident = await self.store.incident(incident_id)
         if incident is None:
             return IncidentNotFound(incident_id)
-        if not actor.responder and not any(actor.has(Role(r)) for r in SIGNOFF_ROLES):
-            return await self._refuse(actor, "report_notes", "only responders and sign-off people may edit the report", incident)
+        if refused := await self._may(actor, "incident-report", "report_notes", incident):
+            return refused
         incident = await self.store.update_incident(
             incident.id, root_cause=root_cause.strip() or None, what_failed=what_failed.strip() or None,
             prevention=prevention.strip() or None)

@@ -1,12 +1,18 @@
-"""`/rollback cleanup <env>`: drop the restored copies (`<live>__rollback_<incident>`) that
-interrupted or failed runs left behind, and the copies of prepares that failed or were interrupted
-(`<live>__prepared_<id>` that were never verified), after an approval.
+"""`/rollback cleanup <env>`: drop what interrupted or failed runs made beside live and never made live,
+after an approval:
 
-Only copies that never became live are candidates: the name must be the live name plus
-`__rollback_` or `__prepared_`, no running rollback may be using it, a ready prepared copy is not
-a leftover (`/rollback unprepare` removes one), and the live database and the kept failed copies
-(`__failed_`, kept for forensics) are never touched. The bot finds such copies at start-up and
-offers this plan with a button.
+- the restored copies (`<live>__rollback_<incident>`), and the copies of prepares that failed or were
+  interrupted (`<live>__prepared_<id>` that were never verified);
+- scratch databases (`<live>__scratch_…`) that this process is not reading now: a run or a diff drops
+  its own when it ends, but not when the process is killed;
+- in live, the bot's own scratch schemas: a column rollback's copy of the backup's values
+  (`rollback_columns_<incident>`) and a table rollback's shadow of the backup's rows
+  (`rollback_shadow_<run>`), of no running run.
+
+Never touched: the live database's own schemas, the kept failed copies (`__failed_`, kept for
+forensics), a ready prepared copy (`/rollback unprepare` removes one), a table rollback's way back
+(`rollback_replaced_<run>`) and the quarantine (`rollback_quarantine`). The bot finds leftovers at
+start-up and offers this plan with a button; *Abandon and clean up* on an interrupted run starts it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 from psycopg import sql
 
 import readable
+from actions.backups.scratch import IN_USE as SCRATCH_IN_USE
 from actions.config import Environment
 from actions.engine.plan import (
     ApprovalPreview,
@@ -30,7 +37,13 @@ from actions.store.records import PreparedState
 
 LEFTOVERS_SQL = """
 SELECT datname, pg_database_size(oid) FROM pg_database
- WHERE (starts_with(datname, %s) OR starts_with(datname, %s)) AND datname <> %s ORDER BY datname"""
+ WHERE (starts_with(datname, %s) OR starts_with(datname, %s) OR starts_with(datname, %s)) AND datname <> %s
+ ORDER BY datname"""
+SCHEMA_KINDS = ("rollback_shadow_", "rollback_columns_")  # the bot's scratch schemas in live, and only those
+SCHEMAS_SQL = """
+SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_namespace n
+  LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'm')
+ WHERE starts_with(n.nspname, %s) OR starts_with(n.nspname, %s) GROUP BY n.nspname ORDER BY n.nspname"""
 
 
 def copy_name(live: str, incident_id: str) -> str:
@@ -39,13 +52,22 @@ def copy_name(live: str, incident_id: str) -> str:
 
 
 async def leftovers(env: Environment, busy_incidents: set[str], in_use: set[str] = frozenset()) -> list[tuple[str, int]]:
-    """(name, bytes) of every aside copy of `env` that no running rollback is using, and every prepared
-    copy not in `in_use` (the ready ones, and one a prepare is making now)."""
+    """(name, bytes) of every aside copy of `env` that no running rollback is using, every prepared copy
+    not in `in_use` (the ready ones, and one a prepare is making now), every scratch database this process
+    is not reading, and (as "schema <name>") the bot's scratch schemas in live of no running run."""
     live = env.database
-    busy = {copy_name(live, incident) for incident in busy_incidents} | set(in_use)
+    busy = {copy_name(live, incident) for incident in busy_incidents} | set(in_use) | SCRATCH_IN_USE
     async with await pg.admin(env) as conn:
-        rows = await (await conn.execute(LEFTOVERS_SQL, (f"{live}__rollback_", f"{live}__prepared_", live))).fetchall()
-    return [(name, size) for name, size in rows if name not in busy]
+        rows = await (await conn.execute(LEFTOVERS_SQL, (f"{live}__rollback_", f"{live}__prepared_",
+                                                         f"{live}__scratch_", live))).fetchall()
+    found = [(name, size) for name, size in rows if name not in busy]
+    suffixes = {incident.lower().replace("-", "_") for incident in busy_incidents}
+    async with await pg.connect(env) as conn:
+        schemas = await (await conn.execute(SCHEMAS_SQL, SCHEMA_KINDS)).fetchall()
+    return found + [(f"{SCHEMA}{name}", size) for name, size in schemas if not any(s in name for s in suffixes)]
+
+
+SCHEMA = "schema "  # how a leftover schema in live is named among the leftover databases
 
 
 async def prepared_in_use(store, environment: str) -> set[str]:
@@ -81,27 +103,46 @@ async def drop(ctx: RunContext) -> StepOutcome:
     live = ctx.environment.database
     still_free = {name for name, _ in await _free(ctx)}
     dropped = []
-    async with await pg.admin(ctx.environment) as conn:
-        for name in ctx.facts["leftovers"]:
-            if not name.startswith((f"{live}__rollback_", f"{live}__prepared_")) or name == live or name not in still_free:
-                continue  # a rollback started using it since the approval: leave it alone
-            await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-            dropped.append(name)
+    for name in ctx.facts["leftovers"]:
+        if name not in still_free:
+            continue  # a run started using it since the approval: leave it alone
+        if name.startswith(SCHEMA):
+            schema = name.removeprefix(SCHEMA)
+            if not schema.startswith(SCHEMA_KINDS):
+                continue
+            async with await pg.connect(ctx.environment) as conn:
+                # The bot's own scratch tables only (the name says so); nothing outside depends on them.
+                await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        else:
+            if not name.startswith((f"{live}__rollback_", f"{live}__prepared_", f"{live}__scratch_")) or name == live:
+                continue
+            async with await pg.admin(ctx.environment) as conn:
+                await pg.drop_database(conn, name)
+        dropped.append(name)
     if not dropped:
-        raise StepFailed("none of the copies is free any more: nothing was dropped")
+        raise StepFailed("none of the leftovers is free any more: nothing was dropped")
     return StepOutcome(f"dropped {', '.join(dropped)}", {"dropped": dropped})
 
 
+def _what(name: str, size: int, live: str) -> str:
+    if name.startswith(SCHEMA):
+        return (f"DROP SCHEMA `{name.removeprefix(SCHEMA)}` in `{live}` ({readable.size(size)}): an interrupted or "
+                "failed run's scratch copy of the backup's rows; never live data")
+    kind = ("a scratch database an interrupted run or diff read the backup into" if "__scratch_" in name else
+            "a copy restored by an interrupted or failed run or prepare; it never became live and was never used")
+    return f"DROP DATABASE `{name}` ({readable.size(size)}): {kind}"
+
+
 def preview(ctx: RunContext) -> ApprovalPreview:
-    sizes = ctx.facts["leftover_sizes"]
+    sizes, names = ctx.facts["leftover_sizes"], ctx.facts["leftovers"]
+    live = ctx.environment.database
     return ApprovalPreview(
         title=f"Drop leftover restored copies of {ctx.environment.name}",
-        actions=(*(f"DROP DATABASE `{name}` ({readable.size(sizes[name])}): a copy restored by an interrupted or "
-                   "failed run or prepare; it never became live and was never used" for name in ctx.facts["leftovers"]),
-                 f"Never `{ctx.environment.database}` itself, never a kept `__failed_` copy"),
+        actions=(*(_what(name, sizes[name], live) for name in names),
+                 f"Never `{live}`'s own data, never a kept `__failed_` copy, never `rollback_replaced_` (a table "
+                 "rollback's way back) or `rollback_quarantine`"),
         facts=(("Target", ctx.environment.target), ("Requested by", f"<@{ctx.run.requested_by}>")),
-        confirm=f"Drop {len(ctx.facts['leftovers'])} leftover restored cop"
-                f"{'y' if len(ctx.facts['leftovers']) == 1 else 'ies'}? Live is not touched.")
+        confirm=f"Drop {len(names)} leftover{'' if len(names) == 1 else 's'}? Live's data is not touched.")
 
 
 def build_plan(env: Environment, args: tuple[str, ...]) -> Plan:

@@ -191,8 +191,11 @@ async def swap(ctx: RunContext) -> StepOutcome:
         await prepared_use.still_unchanged(ctx)
         async with await pg.admin(ctx.environment) as conn:
             await pg.copy_database_properties(conn, live, aside)
-    await ctx.remember(facts_update(swap=Swap.UNDER_WAY))
     async with await pg.admin(ctx.environment) as conn:
+        # Who is who before anything is renamed: after a crash inside the swap, reconcile proves by these
+        # that the live name still holds the database that was live, and may re-open it.
+        identity = await pg.database_identities(conn, [live, aside])
+        await ctx.remember({**facts_update(swap=Swap.UNDER_WAY), "swap_identity": identity})
         result = await pg.swap_databases(conn, live=live, restored=aside, keep_as=keep_as)
     await ctx.remember({**facts_update(swap=Swap.DONE), "swap_window_seconds": result.window_seconds})
     if prepared:
@@ -271,6 +274,32 @@ async def reconcile(ctx: RunContext) -> None:
     await ctx.remember({**facts_update(swap=Swap.DONE if kept and not copy else Swap.NOT_DONE),
                         "aside_created": copy and _facts(ctx).prepared is None,
                         "live_refuses_connections": open_to_clients is False})
+    if open_to_clients is False and not kept and copy:
+        await _reopen_if_proven(ctx)
+
+
+async def _reopen_if_proven(ctx: RunContext) -> None:
+    """The swap closes live to new connections before its renames, outside their transaction: a crash in
+    between leaves it closed although the renames were rolled back. Re-opened here only where it is
+    provably the database that was live: the live name holds the same database (oid) it held when the swap
+    began, the restored copy is still under its own name with its own oid, and there is no kept copy — so
+    neither rename happened, and the only change is the closing, which is undone to what it was before."""
+    live, aside, _ = names(ctx)
+    before = ctx.facts.get("swap_identity")
+    if not before:
+        return  # a swap that recorded nothing (an older run): a person decides, as the message says
+    async with await pg.admin(ctx.environment) as conn:
+        now = await pg.database_identities(conn, [live, aside])
+        if now.get(live, {}).get("oid") != before.get(live, {}).get("oid") or \
+                now.get(aside, {}).get("oid") != before.get(aside, {}).get("oid"):
+            return
+        allowed = bool(before[live]["allow_connections"])
+        await conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+            sql.Identifier(live), sql.Literal(allowed)))
+    await ctx.store.audit("bot", "swap.reopened", environment=ctx.environment.name, incident_id=ctx.incident.id,
+                          run_id=ctx.run.id, database=live, oid=before[live]["oid"],
+                          reason="the interrupted swap had closed it; the same database, never renamed")
+    await ctx.remember({"live_refuses_connections": not allowed, "live_reopened": allowed})
 
 
 async def abort(ctx: RunContext) -> str:
@@ -312,7 +341,11 @@ def outcome(ctx: RunContext, state: RunState, failed_step: str | None) -> RunOut
                   ctx.environment.stop_app == "immediately" else "")
         if state.failed:
             advice = f"Fix what the ❌ step reports, then run `/rollback full {ctx.environment.name}` again. {advice}"
-        if ctx.facts.get("live_refuses_connections"):
+        if ctx.facts.get("live_reopened"):
+            advice += (f" The interrupted swap had closed `{live}` to new connections; the bot re-opened it, as it "
+                       "was: it is provably the same database (same oid, never renamed; the restored copy is still "
+                       "under its own name).")
+        elif ctx.facts.get("live_refuses_connections"):
             advice += (f" `{live}` refuses new connections (the swap had closed it): "
                        f"run `ALTER DATABASE {live} WITH ALLOW_CONNECTIONS true` once you are ready.")
         return RunOutcome(f"Nothing was changed: `{live}` is untouched.", advice.strip())

@@ -170,6 +170,13 @@ async def drop_database(conn: psycopg.AsyncConnection, name: str) -> None:
     await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+async def database_identities(conn: psycopg.AsyncConnection, names: list[str]) -> dict[str, dict]:
+    """name -> its oid and whether it allows connections, for the names that exist (JSON-ready)."""
+    cursor = await conn.execute("SELECT datname, oid::bigint, datallowconn FROM pg_database WHERE datname = ANY(%s)",
+                                (names,))
+    return {name: {"oid": oid, "allow_connections": allowed} for name, oid, allowed in await cursor.fetchall()}
+
+
 @dataclass(frozen=True)
 class SwapResult:
     sessions_terminated: int
