@@ -44,6 +44,9 @@ from support.harness import (
 )
 
 FULL = os.environ.get("FULL_SWEEP") == "1"
+# The quarantine's rows carry the moment they were moved (`now()`): equal in number, never in content, between
+# the reference run and the swept one.
+VARIES = ("rollback_quarantine.rows: content differs with equal row count",)
 SURVIVED: list[str] = []  # "<case> <step>:<moment>", for docs/RELIABILITY.md's figure
 
 
@@ -55,11 +58,15 @@ class Case:
     long_steps: tuple[str, ...] = ()  # steps with a long part: also killed in the middle
     overrides: dict[str, str] = field(default_factory=dict)
     rows: int = 20_000
+    # What runs first, uninterrupted: "full" (a full rollback; `command` may name its {incident}), "orphans"
+    # (orphan rows and a diagnosis: the plan is started by its Quarantine button), "quarantined" (those
+    # orphans quarantined by that button; `command` names the quarantine's {incident}).
+    prelude: str = ""
 
     def settings_plan(self, tmp_path: Path, crm, app):
         settings = load_settings(write_config(tmp_path, crm, app, **self.overrides))
         env = settings.environments["staging"]
-        return PLANS[self.plan].build(env, tuple(self.command.split()[2:]))
+        return PLANS[self.plan].build(env, _args(self))
 
 
 CASES = (
@@ -69,6 +76,9 @@ CASES = (
     Case("views", "views", "views staging"),
     Case("indexes", "indexes", "indexes staging"),
     Case("tables", "tables", "tables staging customers", ("shadow",)),
+    Case("carry-over", "carry-over", "carry-over staging {incident}", ("find",), prelude="full"),
+    Case("remedy (quarantine)", "remedy", "", prelude="orphans"),
+    Case("restore-quarantine", "restore-quarantine", "restore-quarantine staging {incident}", prelude="quarantined"),
 )
 
 # The sample CI runs: per plan, the boundaries around its destructive step and its long part.
@@ -79,7 +89,17 @@ SAMPLE = {
     "views": {("drop", "started"), ("drop", "acted")},
     "indexes": {("drop", "acted")},
     "tables": {("shadow", "acted"), ("swap", "acted")},
+    "carry-over": {("find", "middle"), ("carry", "acted")},
+    "remedy (quarantine)": {("apply", "acted")},
+    "restore-quarantine": {("put_back", "started")},
 }
+
+
+def _args(case: Case) -> tuple[str, ...]:
+    """The plan's arguments as its build sees them (the steps do not depend on their values)."""
+    if case.plan == "remedy":
+        return ("quarantine", "{}")
+    return tuple(w.replace("{incident}", "INC-20260101-0001") for w in case.command.split()[2:])
 
 
 def boundaries(case: Case, steps: list[str]) -> list[tuple[str, str]]:
@@ -94,7 +114,7 @@ def step_keys(case: Case) -> list[str]:
     if case.plan == "full":
         mode = case.overrides.get("stop_app", '"immediately"').strip('"')
         return [s.key for s in full.build_plan(mode).steps]
-    plan = PLANS[case.plan].build(None, tuple(case.command.split()[2:]))
+    plan = PLANS[case.plan].build(None, _args(case))
     return [s.key for s in plan.steps]
 
 
@@ -105,17 +125,19 @@ PARAMS = [pytest.param(case, step, moment, id=f"{case.name}-{step}-{moment}")
 async def approve_until_dead(bot: Bot, slack: FakeSlack) -> None:
     """Approve every approval request as it comes, until the bot has killed itself."""
     clicked: set[str] = set()
-    async with asyncio.timeout(WAIT):
-        while not bot.dead:
-            for message in slack.messages(CHANNEL, include_replies=True):
-                if "Approval needed" in message.text and message.ts not in clicked:
-                    clicked.add(message.ts)
-                    try:
-                        await slack.click(APPROVER, message, "approval-approve")
-                    except Exception:
-                        pass  # the bot died while the click was on its way: the kill came first
-            await asyncio.sleep(0.05)
-        await bot.process.wait()
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not bot.dead:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the bot never reached the boundary:\n" + slack.describe(20))
+        for message in slack.messages(CHANNEL, include_replies=True):
+            if "Approval needed" in message.text and message.ts not in clicked:
+                clicked.add(message.ts)
+                try:
+                    await slack.click(APPROVER, message, "approval-approve")
+                except Exception:
+                    pass  # the bot died while the click was on its way: the kill came first
+        await asyncio.sleep(0.05)
+    await bot.process.wait()
 
 
 async def leftovers(crm) -> list[str]:
@@ -128,6 +150,64 @@ async def leftovers(crm) -> list[str]:
     return names + [s for (s,) in schemas if s.startswith(SCHEMA_KINDS)]
 
 
+async def write_after_the_backup(crm) -> None:
+    """Rows the application inserted after the backup: what a carry-over brings back."""
+    async with await psycopg.AsyncConnection.connect(crm.dsn, autocommit=True) as conn:
+        await conn.execute("INSERT INTO suppliers (name, country) SELECT 'after ' || g, 'DE' FROM generate_series(1, 50) g")
+
+
+async def make_orphans(crm) -> None:
+    """How orphans happen: a bulk load with the foreign-key triggers off."""
+    async with await psycopg.AsyncConnection.connect(crm.dsn, autocommit=True) as conn:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute("UPDATE contracts SET customer_id = customer_id + 100000000 WHERE id IN "
+                               "(SELECT id FROM contracts ORDER BY id LIMIT 7)")
+
+
+async def quarantine_button(slack: FakeSlack) -> tuple[object, str]:
+    """/rollback diagnose, then its report and the action id of its Quarantine fix."""
+    await slack.send_command(OPERATOR, "diagnose staging")
+    report = await slack.wait_for_message(CHANNEL, "Diagnosis of staging", timeout=WAIT)
+    [button] = [b["accessory"] for b in report.blocks if b.get("accessory", {}).get("action_id", "").startswith("remedy")
+                and b["accessory"]["text"]["text"].startswith("Quarantine")]
+    return report, button["action_id"]
+
+
+async def approve_the_new_request(slack: FakeSlack, seen: set[str]) -> None:
+    request = await slack.wait_for(lambda: next((m for m in slack.messages(CHANNEL, include_replies=True)
+                                                 if "Approval needed" in m.text and m.ts not in seen), None),
+                                   timeout=WAIT, what="an approval request")
+    seen.add(request.ts)
+    await slack.click(APPROVER, request, "approval-approve")
+
+
+async def prelude(case: Case, crm, slack: FakeSlack):
+    """What runs before the plan under test; returns how to start it (an awaitable of no arguments)."""
+    seen: set[str] = set()
+    if case.prelude == "full":
+        await write_after_the_backup(crm)
+        await slack.send_command(OPERATOR, "full staging")
+        await approve_the_new_request(slack, seen)
+        offer = await slack.wait_for_message(CHANNEL, "row(s) inserted after the backup are in", timeout=WAIT)
+        await slack.wait_for_message(CHANNEL, "Full rollback of staging finished", timeout=WAIT)
+        incident = next(w for w in offer.text.replace("`", " ").split() if w.startswith("INC-"))
+        return lambda: slack.send_command(OPERATOR, case.command.format(incident=incident))
+    if case.prelude in ("orphans", "quarantined"):
+        await make_orphans(crm)
+        report, action_id = await quarantine_button(slack)
+        if case.prelude == "orphans":
+            return lambda: slack.click(OPERATOR, report, action_id)
+        await slack.click(OPERATOR, report, action_id)
+        await approve_the_new_request(slack, seen)
+        await slack.wait_for_message(CHANNEL, "Remedy of staging finished", timeout=WAIT)
+        async with await psycopg.AsyncConnection.connect(crm.dsn) as conn:
+            [(incident,)] = await (await conn.execute(
+                "SELECT DISTINCT incident_id FROM rollback_quarantine.rows")).fetchall()
+        return lambda: slack.send_command(OPERATOR, case.command.format(incident=incident))
+    return lambda: slack.send_command(OPERATOR, case.command)
+
+
 async def finished_state(tmp_path: Path, case: Case) -> object:
     """The whole-database state the plan makes when nothing stops it (one uninterrupted run)."""
     async with crm_database(tmp_path / "reference", rows=case.rows) as crm, \
@@ -138,11 +218,15 @@ async def finished_state(tmp_path: Path, case: Case) -> object:
         bot = Bot(write_config(tmp_path / "reference", crm, app, **case.overrides), slack)
         try:
             await bot.start()
-            await slack.send_command(OPERATOR, case.command)
-            await slack.click(APPROVER, await slack.wait_for_message(CHANNEL, "Approval needed", timeout=WAIT),
-                              "approval-approve")
-            await slack.wait_for_message(CHANNEL, "finished in", timeout=WAIT)
-            return await fingerprint(crm.dsn)
+            start = await prelude(case, crm, slack)
+            await asyncio.sleep(0.5)  # the prelude's last words (the count, a report) are written
+            before, seen = await fingerprint(crm.dsn), {m.ts for m in slack.messages(CHANNEL, include_replies=True)}
+            ends = len([m for m in slack.messages(CHANNEL, include_replies=True) if "finished in" in m.text])
+            await start()
+            await approve_the_new_request(slack, seen)
+            await slack.wait_for(lambda: len([m for m in slack.messages(CHANNEL, include_replies=True)
+                                              if "finished in" in m.text]) > ends, timeout=WAIT, what="the run's end")
+            return before, await fingerprint(crm.dsn)
         finally:
             await bot.stop()
             await app.stop()
@@ -163,12 +247,17 @@ async def test_killed_at_a_step_boundary(tmp_path: Path, case: Case, step: str, 
         audit_db = tmp_path / "state" / "rollback-audit.sqlite"
         bot = Bot(write_config(tmp_path, crm, app, **case.overrides), slack)
         # A full rollback makes live the backup, exactly; a partial one what an uninterrupted run makes.
-        states = {"before the run": crm.after,
-                  "as the run makes it": crm.before if case.plan == "full" else _FINISHED[case.name]}
+        if case.plan == "full":
+            states = {"before the run": crm.after, "as the run makes it": crm.before}
+        else:
+            start, finished = _FINISHED[case.name]
+            states = {"before the run": start, "as the run makes it": finished}
         try:
             await bot.start(crash_at=f"{case.plan}:{step}:{moment}")
-            await slack.send_command(OPERATOR, case.command)
+            start = await prelude(case, crm, slack)
+            await start()
             await approve_until_dead(bot, slack)
+            assert bot.crash_report.read_text() == moment  # it died where it was asked to
             written = audit_rows(audit_db)
 
             await bot.start()  # the same config and state: the restart after the crash
@@ -176,7 +265,7 @@ async def test_killed_at_a_step_boundary(tmp_path: Path, case: Case, step: str, 
             title = next(s.title for s in case.settings_plan(tmp_path, crm, app).steps if s.key == step)
             assert f"“{title}”" in ending.all_text(), ending.all_text()
             # Live's data is whole; the run's own scratch schemas may still be there, for the clean-up to drop.
-            after_restart = await live_is(crm, states, ignore=SCHEMA_KINDS)
+            after_restart = await live_is(crm, states, ignore=(*SCHEMA_KINDS, *VARIES))
             now = audit_rows(audit_db)
             assert now[:len(written)] == written  # nothing written before the kill was lost or changed
             assert chain_problem(audit_db) is None
@@ -193,7 +282,7 @@ async def test_killed_at_a_step_boundary(tmp_path: Path, case: Case, step: str, 
                 await slack.click(APPROVER, said("Drop leftover")[-1], "approval-approve")
                 await slack.wait_for(lambda: said(*ended), timeout=WAIT, what="the clean-up's end")
             assert await leftovers(crm) == []
-            assert await live_is(crm, states) == after_restart  # the clean-up never touches live's data
+            assert await live_is(crm, states, ignore=VARIES) == after_restart  # the clean-up never touches live's data
             assert chain_problem(audit_db) is None
             SURVIVED.append(f"{case.name} {step}:{moment}")
         finally:

@@ -211,8 +211,8 @@ async def _table_work(failed, backup, live, live_catalog: Catalog, backup_catalo
     return {"table": table, "key": key, "hashed": columns, "columns": settable,
             "inserts": rows.inserts, "taken": rows.taken,
             "updates": rows.updates if with_updates else {}, "changed": rows.changed if with_updates else [],
-            "updates_asked": with_updates, "already": rows.already,
-            "kept_before": sum(1 for k in (*found.inserts, *found.taken, *found.updates, *found.changed) if k in kept), "updated": len(rows.updated),
+            "updates_asked": with_updates, "already": rows.already, "updated": len(rows.updated),
+            "kept_before": sum(1 for k in (*found.inserts, *found.taken, *found.updates, *found.changed) if k in kept),
             "by_column": per_column, "examples": [[k, c, _short(a), _short(b)] for k, c, a, b in examples],
             "defaults": [c.name for c in live_table.columns if c.name not in common and not c.generated],
             "identity_always": any(live_table.column(c).identity == "a" for c in settable)}
@@ -223,7 +223,8 @@ def _found_line(work: list[dict], failed_db: str) -> str:
     updates = sum(len(w["updates"]) for w in work)
     kept = sum(len(w["taken"]) + len(w["changed"]) for w in work)
     not_carried = sum(w["updated"] for w in work if not w["updates_asked"])
-    listing = "; ".join(f"{w['table']} +{len(w['inserts']) + len(w['taken']):,} ~{len(w['updates']):,}" for w in work)
+    listing = "; ".join(f"{w['table']} {len(w['inserts']) + len(w['taken']):,} inserted"
+                        + (f", {len(w['updates']):,} updated" if w["updates"] else "") for w in work)
     return (f"in {failed_db} and not in the backup: {inserts:,} rows inserted after it"
             + (f", {updates:,} updates to carry where live still holds the backup's version" if updates else "")
             + f" ({listing})"

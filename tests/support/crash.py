@@ -28,6 +28,7 @@ class Bot:
 
     def __init__(self, config: Path, slack: FakeSlack):
         self.config, self.slack, self.port = config, slack, free_port()
+        self.crash_report = config.with_name("crashed-at.txt")  # where the test build says it died
         self.process: asyncio.subprocess.Process | None = None
         slack.bot_url = f"http://127.0.0.1:{self.port}/slack/events"
 
@@ -37,7 +38,7 @@ class Bot:
                "SLACK_API_URL": self.slack.api_url}
         env.pop("CRASH_AT", None)
         if crash_at:
-            env["CRASH_AT"] = crash_at
+            env["CRASH_AT"], env["CRASH_REPORT"] = crash_at, str(self.crash_report)
         self.process = await asyncio.create_subprocess_exec(
             *argv, "serve", "--config", str(self.config), "--http", "--port", str(self.port),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env)

@@ -3,11 +3,12 @@ boundaries (`actions.engine.runner.BOUNDARY_HOOKS`) that SIGKILLs this very proc
 by `CRASH_AT`, "<plan>:<step>:<moment>":
 
 - `started`: the step's start is saved, and it has not acted yet;
-- `middle`: `CRASH_MIDDLE_SECONDS` (default 0.5) into the step, for a step with a long part (a restore);
+- `middle`: while the step's long part runs — its pg_restore child process is working;
 - `acted`: the step has acted, and its end is not saved yet.
 
-Production never installs the hook: only `python -m support.crashing_bot serve …` does. Without
-`CRASH_AT` this is exactly `rollback-bot`.
+Before dying it writes where it died to `CRASH_REPORT` (a `middle` whose step never started a pg_restore
+dies at `acted` instead, and says so). Production never installs the hook: only running this file does.
+Without `CRASH_AT` this is exactly `rollback-bot`.
 """
 
 from __future__ import annotations
@@ -16,25 +17,59 @@ import os
 import signal
 import sys
 import threading
+import time
+from pathlib import Path
 
 from actions.engine import runner
 from bot.cli import main
 
+LONG_PART = b"pg_restore"
 
-def _die() -> None:
+
+def _die(where: str) -> None:
+    if os.environ.get("CRASH_REPORT"):
+        Path(os.environ["CRASH_REPORT"]).write_text(where)
     os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, no last message: exactly a crash
+
+
+def _children_running(name: bytes) -> bool:
+    me = str(os.getpid())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+        except OSError:
+            continue
+        # "pid (comm) state ppid …": comm may hold spaces, so split after its closing parenthesis.
+        comm = stat[stat.index(b"(") + 1:stat.rindex(b")")]
+        if comm == name and stat[stat.rindex(b")") + 2:].split()[1].decode() == me:
+            return True
+    return False
+
+
+def _kill_inside_the_long_part(stop: threading.Event) -> None:
+    while not stop.is_set():
+        if _children_running(LONG_PART):
+            time.sleep(0.05)  # well inside it
+            _die("middle")
+        time.sleep(0.01)
 
 
 def install(target: str) -> None:
     plan, step, moment = target.split(":")
+    step_ended = threading.Event()
 
     def hook(run, key: str, at: str) -> None:
         if run.plan != plan or key != step:
             return
         if at == moment:
-            _die()
+            _die(moment)
         if moment == "middle" and at == "started":
-            threading.Timer(float(os.environ.get("CRASH_MIDDLE_SECONDS", "0.5")), _die).start()
+            threading.Thread(target=_kill_inside_the_long_part, args=(step_ended,), daemon=True).start()
+        if moment == "middle" and at == "acted":
+            step_ended.set()
+            _die("acted (the step ended before its long part was seen)")
     runner.BOUNDARY_HOOKS.append(hook)
 
 
