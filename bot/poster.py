@@ -6,10 +6,12 @@ here, when it is sent, not when it was queued: the incident's channel and its al
 thread) are read then, so a letter queued before the alert was posted still lands in its thread.
 
 A post that timed out, hit a 5xx or lost its connection may have reached Slack all the same.
-Each post carries its own id in its `metadata`; before trying again, the channel (or the thread)
-is searched for that id, and a post found there is taken as sent. Slack being down for a while
-must not lose a message either: a post is tried again with a growing pause for up to
-DELIVERY_SECONDS, while the other channels' lanes go on.
+Each post carries its own id in its `metadata`, kept for as long as the letter is tried (a 429 that
+the lane waits out included); once an attempt may have landed, nothing is posted again until the
+channel (or the thread) has been searched for that id — a post found there is taken as sent, and
+a search Slack cannot answer is tried again, never skipped. Slack being down for a while must not
+lose a message either: a post is tried again with a growing pause for up to DELIVERY_SECONDS, while
+the other channels' lanes go on.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import aiohttp
@@ -44,13 +47,40 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
+@dataclass
+class PostState:
+    """One letter's post across all its attempts: its own id, when it was first tried, and whether an
+    attempt may have reached Slack (a 5xx or a lost answer: then it is searched for before any resend)."""
+
+    own_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    since: float = field(default_factory=lambda: time.time() - 1)
+    maybe_landed: bool = False
+
+
 async def deliver(send: Callable[[], Awaitable[Any]], what: str, deadline_seconds: float = DELIVERY_SECONDS,
-                  *, landed: Callable[[], Awaitable[Any]] | None = None) -> Any:
+                  *, landed: Callable[[], Awaitable[Any]] | None = None, state: PostState | None = None) -> Any:
     """`send()`, tried again on transient failures with a growing pause until `deadline_seconds`.
-    A 429 is raised at once: the lane waits out its Retry-After. `landed()`, when given, says
-    whether a failed attempt reached Slack all the same (then its answer is returned)."""
+    A 429 is raised at once: Slack refused it before acting, and the lane waits out its Retry-After.
+    With `landed()`: after an attempt that may have reached Slack, `landed()` is asked before any
+    resend — its answer is returned if it did; if Slack cannot say, it is asked again later."""
+    state = state or PostState()
     deadline, pause = time.monotonic() + deadline_seconds, FIRST_PAUSE
     while True:
+        if landed is not None and state.maybe_landed:
+            try:
+                found = await landed()
+            except Exception as exc:  # Slack cannot say yet: never post again without knowing
+                if not transient(exc) or time.monotonic() + pause > deadline:
+                    raise
+                log.info("could not check whether %s landed (%s); checking again in %.0f s", what,
+                         type(exc).__name__, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, LONGEST_PAUSE)
+                continue
+            if found:
+                log.info("%s reached Slack although the answer was lost: not sent again", what)
+                return found
+            state.maybe_landed = False
         try:
             return await send()
         except Exception as exc:
@@ -58,21 +88,10 @@ async def deliver(send: Callable[[], Awaitable[Any]], what: str, deadline_second
                 raise
             if not transient(exc) or time.monotonic() + pause > deadline:
                 raise
-            if landed is not None and (found := await _quietly(landed)):
-                log.info("%s reached Slack although the answer was lost (%s): not sent again", what,
-                         type(exc).__name__)
-                return found
+            state.maybe_landed = landed is not None
             log.warning("Slack did not take %s (%s); trying again in %.0f s", what, type(exc).__name__, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, LONGEST_PAUSE)
-
-
-async def _quietly(check: Callable[[], Awaitable[Any]]) -> Any:
-    try:
-        return await check()
-    except Exception as exc:  # Slack still down: we cannot know, so try again later
-        log.info("could not check whether a message landed: %s", type(exc).__name__)
-        return None
 
 
 class Poster:
@@ -97,8 +116,10 @@ class Poster:
     def post(self, channel: str, message: SlackMessage, *, urgent: bool = False, what: str = "a message",
              on_sent: Callable[[dict], Awaitable[None]] | None = None) -> asyncio.Future:
         """A top-level post (also a DM, with a user id as `channel`)."""
+        state = PostState()  # one id for every attempt, the lane's retries after a 429 included
+
         async def send() -> dict:
-            answer = await self._post(channel, message)
+            answer = await self._post(channel, message, state=state)
             if on_sent is not None:
                 await on_sent(answer)
             return answer
@@ -110,16 +131,18 @@ class Poster:
         """Post in the incident's channel; `thread` puts it under the alert. A `progress` line may be
         sent together with the progress lines queued right behind it, as one message."""
         channel = await self.channel(incident_id)
+        state = PostState()  # one id for every attempt, the lane's retries after a 429 included
 
         async def send() -> dict:
-            answer = await self._post(channel, message, await self.alert_ts(incident_id) if thread else None, broadcast)
+            answer = await self._post(channel, message, await self.alert_ts(incident_id) if thread else None, broadcast,
+                                      state=state)
             if on_sent is not None:
                 await on_sent(answer)
             return answer
 
         async def merge(letters: list[Letter]) -> dict:
             return await self._post(channel, combined([letter.payload for letter in letters]),
-                                    await self.alert_ts(incident_id) if thread else None)
+                                    await self.alert_ts(incident_id) if thread else None, state=state)
 
         group = f"{channel}:thread:{incident_id}" if thread else f"{channel}:top"
         return self.outbox.put(Letter(channel, group, send, urgent=urgent, merge_key=group if progress else None,
@@ -141,6 +164,7 @@ class Poster:
                              urgent: bool = False) -> asyncio.Future:
         """One message of `kind` per incident: posted the first time, updated in place after."""
         channel = await self.channel(incident_id)
+        state = PostState()
 
         async def send() -> None:
             known = await self.sent.get(incident_id, kind)
@@ -149,7 +173,7 @@ class Poster:
                                                               text=self._text(message), blocks=message.blocks),
                               "an update")
                 return
-            answer = await self._post(channel, message)
+            answer = await self._post(channel, message, state=state)
             await self.sent.put(incident_id, kind, answer["channel"], answer["ts"])
         # Decided when sent, so a newer state still queued supersedes an older one either way.
         return self.outbox.put(Letter(channel, f"{channel}:top", send, urgent=urgent,
@@ -171,12 +195,12 @@ class Poster:
         return self.redact(message.text)
 
     async def _post(self, channel: str, message: SlackMessage, thread_ts: str | None = None,
-                    broadcast: bool = False) -> dict:
+                    broadcast: bool = False, *, state: PostState | None = None) -> dict:
         """chat.postMessage, tagged with its own id, never posted twice (see the module's docstring)."""
         if channel[:1] in ("U", "W"):  # a page to a person: into their DM, whose history can be searched
             channel = await self._dm(channel)
-        own_id = secrets.token_hex(8)
-        since = time.time() - 1
+        state = state or PostState()
+        own_id, since = state.own_id, state.since
         extra: dict[str, Any] = {"thread_ts": thread_ts, "reply_broadcast": broadcast} if thread_ts else {}
 
         async def send() -> dict:
@@ -188,7 +212,7 @@ class Poster:
         async def landed() -> dict | None:
             return await self._find(channel, thread_ts, own_id, since)
 
-        return await deliver(send, "a message", landed=landed)
+        return await deliver(send, "a message", landed=landed, state=state)
 
     async def _dm(self, user: str) -> str:
         """The DM channel (D…) with `user`, opened once (conversations.open is idempotent)."""

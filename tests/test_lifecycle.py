@@ -235,11 +235,19 @@ async def test_the_report_modal_fills_in_the_report_and_report_regenerates_it(ha
     await h.slack.wait_for_ephemeral(OPERATOR, "There is no incident", timeout=WAIT)
     assert {"report.edit_opened", "report.edited", "report.regenerated"} <= {a for _, a, _ in audit_actions(h)}
 
-    # Somebody with no role cannot edit it: the modal answers with the reason, nothing is saved.
+    # Somebody with no role cannot edit it: the form does not open, and the answer says who may.
+    opened = len(h.slack.views)
     await h.slack.click(BYSTANDER, prompt, "report-edit")
-    view = (await h.slack.wait_for(lambda: h.slack.views, timeout=WAIT))[0]
+    await h.slack.wait_for_ephemeral(BYSTANDER, "only operators, approvers and sign-off people may edit the incident "
+                                                "report", timeout=WAIT)
+    assert len(h.slack.views) == opened
+    # A form submitted by someone without the role (one opened before the role was taken away) is refused in
+    # the form itself, and nothing is saved.
+    await h.slack.click(OPERATOR, prompt, "report-edit")
+    view = (await h.slack.wait_for(lambda: h.slack.views[opened:], timeout=WAIT))[0]
     refused = await h.slack.submit_view(BYSTANDER, view.id, {"root_cause": "vandalism"})
     assert refused.json["response_action"] == "errors" and "Not saved" in refused.json["errors"]["root_cause"]
+    assert "vandalism" not in (h.store().incident(incident).root_cause or "")
 
 
 @pytest.mark.parametrize("restart", [False, True])

@@ -7,17 +7,21 @@ and what could not be delivered is said in the thread, in the audit trail and in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
+import time
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from demo.fingerprint import diff, fingerprint
 from fake_pagerduty import FakePagerDuty
 from fake_smtp import MailCatcher
 from support.harness import APPROVER, CHANNEL, LEAD, OPERATOR, Harness, start_harness
-from support.slack import WAIT, approval_message, ask, audit_actions, lines, run_end, start_rollback
+from support.slack import STEP_TITLES, WAIT, approval_message, ask, audit_actions, lines, run_end, start_rollback
 
 ROUTING_KEY = "R0UTINGKEY0123456789abcdefABCDEF"  # 32 letters and digits, as PagerDuty's integration keys
 SMTP_USER, SMTP_PASSWORD = "rollback-bot", "smtp-Pa55word-7d1e"
@@ -332,3 +336,52 @@ async def test_status_updates_are_mailed_when_asked_in_the_incident_s_thread(
 async def test_help_says_when_nothing_is_paged_or_mailed(harness: Harness):
     reply = await ask(harness, "help", "PagerDuty: not configured")
     assert "Email: not configured (add an [email] table to mail the DBA team)" in reply.all_text()
+
+
+async def test_thirty_seconds_of_slack_the_pager_and_the_mail_server_failing_change_nothing_but_when(
+        tmp_path, crm, stand_in, pager, mail, secrets_in_env):
+    """Issue 19, faults during comms: from a random moment of a full rollback, for 30 s, every Slack Web API
+    call is answered 429, 5xx (some after carrying the call out, which makes a careless retry post twice) or
+    later than the bot waits (Slack as good as unreachable); PagerDuty answers 503 and nobody listens on the
+    SMTP port. The rollback's steps run on time and its result is exact. Afterwards every step line is in
+    the thread once, in order, RESOLVED once, and the page and the mails are delivered, once each, in order.
+    (Tries: 7, from 1 s doubling — the pager and mail are tried for a minute.)"""
+    chance = random.Random(19)
+    h = await start_harness(tmp_path, crm, stand_in, tables=tables(pager, mail, tries=7, retry_seconds=1.0))
+    try:
+        await start_rollback(h)
+        await h.slack.click(APPROVER, await approval_message(h), "approval-approve")  # at once: the run goes on
+        await asyncio.sleep(chance.uniform(0.0, 0.6))  # a random moment: the restore, the swap or the app's start
+        kinds = [dict(status=429, retry_after=2), dict(status=503), dict(status=500, apply=True), dict(delay=11.0)]
+        for _ in range(400):  # more faults than 30 s of tries use up: the window ends when they are cleared
+            h.slack.inject_failure("*", times=chance.randint(1, 3), **chance.choice(kinds))
+        pager.go_down()
+        mail.go_down()
+        began = time.monotonic()
+        while h.store().runs()[0].ended_at is None:
+            assert time.monotonic() - began < 15, "the rollback waited on Slack, the pager or the mail server"
+            await asyncio.sleep(0.05)
+        assert h.store().runs()[0].state.value == "succeeded"
+        await asyncio.sleep(max(0.0, 30 - (time.monotonic() - began)))
+        h.slack.clear_failures()
+        pager.come_back()
+        mail.come_back()
+        assert {c.status for c in h.slack.calls()} >= {429, 503, 500}
+
+        await run_end(h, "INCIDENT RESOLVED")
+        await h.settle(timeout=120)
+        assert diff(crm.before, await fingerprint(crm.dsn)) == []
+        thread = lines(h)
+        for title in STEP_TITLES:
+            assert len([t for t in thread if t.startswith(f"✅ {title}")]) == 1, (title, thread)
+        where = [next(i for i, t in enumerate(thread) if t.startswith(f"✅ {title}")) for title in STEP_TITLES]
+        assert where == sorted(where)  # in the order the steps ran
+        assert len([m for m in h.slack.messages(CHANNEL) if m.text.startswith("✅ INCIDENT RESOLVED")]) == 1
+        incident = incident_id(h)
+        assert [e.event_action for e in pager.events] == ["trigger", "resolve"]  # once each, in order
+        assert [(i.dedup_key, i.status) for i in pager.all_incidents] == [(incident, "resolved")]
+        assert [m.subject.removeprefix("Re: ").split(":")[0] for m in mail.messages] == ["INCIDENT ALERT"] * 2
+        assert "✅ INCIDENT RESOLVED ✅" in mail.messages[1].body_text  # the alert first, then RESOLVED
+        assert not thread_lines(h, "⚠️")  # nothing was given up on
+    finally:
+        await h.close()
