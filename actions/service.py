@@ -245,6 +245,9 @@ class RollbackService:
             self.emit(PrepareChanged(await self._store.prepared_copy(copy.id), "failed",
                                      "the bot stopped while it prepared; the copy was never verified and is never "
                                      "used (the start-up scan offers to drop it)"))
+        for older, newest in await self._store.end_unreplaced_copies():
+            await self._store.audit("bot", "prepare.replaced", environment=older.environment, copy=older.database,
+                                    by=newest.database, reason="the bot stopped before it dropped the older copy")
 
     # -- buttons --------------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ import pytest
 
 from actions.config import load_settings
 from actions.plans.cleanup import SCHEMA_KINDS
+from actions.store.records import PreparedState
+from actions.store.sqlite import Store
 from actions.verbs import PLANS
 from demo.fingerprint import fingerprint
 from fake_slack import FakeSlack
@@ -301,3 +303,73 @@ def test_the_sweep_covers_every_plan_it_names():
         assert case.plan in PLANS and set(case.long_steps) <= set(keys)
         assert SAMPLE[case.name] and all(s in keys for s, _ in SAMPLE[case.name]), case.name
     assert ADMIN_DSN
+
+
+# A prepare (`actions/prepared/desk.py`) runs in phases, not runner steps; the same boundaries are swept. It
+# runs after an earlier prepare, so that its last phase has an older copy to replace.
+PREPARE_PHASES = ("preflight", "backup", "restore", "verify", "ready", "replace")
+PREPARE_SAMPLE = {("restore", "middle"), ("ready", "acted"), ("replace", "started")}
+PREPARE_PARAMS = [pytest.param(phase, moment, id=f"prepare-{phase}-{moment}")
+                  for phase in PREPARE_PHASES
+                  for moment in (("started", "middle", "acted") if phase == "restore" else ("started", "acted"))
+                  if FULL or (phase, moment) in PREPARE_SAMPLE]
+
+
+async def prepared_databases(crm) -> set[str]:
+    return {n for n in await database_names(crm.dbname) if "__prepared_" in n}
+
+
+@pytest.mark.parametrize(("phase", "moment"), PREPARE_PARAMS)
+async def test_prepare_killed_at_a_phase_boundary(tmp_path: Path, phase: str, moment: str):
+    """Live is never touched; after the restart exactly one ready copy stands at most — the earlier one, or
+    the new one if it was saved ready — with its database; anything else is offered for clean-up at
+    start-up, and one approved click leaves nothing else behind."""
+    rows = 200_000 if moment == "middle" else 20_000
+    async with crm_database(tmp_path, rows=rows) as crm, FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN) as slack:
+        add_people(slack)
+        app = StandInApp(tmp_path, crm.dsn)
+        await app.start()
+        audit_db = tmp_path / "state" / "rollback-audit.sqlite"
+        bot = Bot(write_config(tmp_path, crm, app), slack)
+        try:
+            await bot.start()
+            await slack.send_command(OPERATOR, "prepare staging")
+            await slack.wait_for_message(CHANNEL, "Rollback ready", timeout=WAIT)
+            await bot.stop()
+            before = await fingerprint(crm.dsn)
+
+            await bot.start(crash_at=f"prepare:{phase}:{moment}")
+            try:
+                await slack.send_command(OPERATOR, "prepare staging")
+            except aiohttp.ClientError:
+                pass  # the bot died before it answered: that is the crash
+            await approve_until_dead(bot, slack)
+            assert bot.crash_report.read_text() == moment
+            written = audit_rows(audit_db)
+
+            offers = len([m for m in slack.messages(CHANNEL) if "Found at start-up" in m.text])
+            await bot.start()
+            await asyncio.sleep(1.0)  # the start-up's reconciliation and its scan for leftovers
+            assert await live_is(crm, {"as it was": before}) == "as it was"
+            assert audit_rows(audit_db)[:len(written)] == written and chain_problem(audit_db) is None
+            store = Store(audit_db)
+            try:
+                ready = store.prepared_copies(states=(PreparedState.READY,))
+            finally:
+                store.close()
+            assert len(ready) == 1, [(c.database, c.state) for c in ready]  # never two copies a rollback could use
+            leftover = await prepared_databases(crm) - {ready[0].database}
+            if leftover:
+                offer = await slack.wait_for(lambda: [m for m in slack.messages(CHANNEL) if "Found at start-up" in m.text][offers:],
+                                             timeout=WAIT, what="the start-up's offer to clean up")
+                seen = {m.ts for m in slack.messages(CHANNEL, include_replies=True)}
+                await slack.click(OPERATOR, offer[-1], "clean-up")
+                await approve_the_new_request(slack, seen)
+                await slack.wait_for_message(CHANNEL, "Clean-up of staging finished", timeout=WAIT)
+            assert await prepared_databases(crm) == {ready[0].database}
+            assert await live_is(crm, {"as it was": before}) == "as it was"
+            assert chain_problem(audit_db) is None
+            SURVIVED.append(f"prepare {phase}:{moment}")
+        finally:
+            await bot.stop()
+            await app.stop()

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from actions.config import Settings
 from actions.engine.approvals import Approvals, Denied
+from actions.engine.boundaries import boundary
 from actions.engine.events import (
     ApprovalDecided,
     Emit,
@@ -39,16 +40,6 @@ from actions.store.records import (
 from actions.store.sqlite import AsyncStore
 
 log = logging.getLogger(__name__)
-
-# Called at each step boundary with (run, step key, moment): "started" once the step's start is saved and
-# before it acts, "acted" once it has acted and before its end is saved. Empty in production; the crash
-# sweep's test build (tests/support/crashing_bot.py) adds one that kills the process at a chosen boundary.
-BOUNDARY_HOOKS: list[Callable[[Run, str, str], None]] = []
-
-
-def _boundary(run: Run, step: str, moment: str) -> None:
-    for hook in BOUNDARY_HOOKS:
-        hook(run, step, moment)
 
 
 async def _cancel(task: asyncio.Task) -> None:
@@ -189,7 +180,7 @@ class Runner:
 
     async def _run_step(self, ctx: RunContext, step: Step, pending: list[Approval]) -> None:
         await self._step_transition(ctx, step, StepState.RUNNING)
-        _boundary(ctx.run, step.key, "started")
+        boundary(ctx.run.plan, step.key, "started")
         work = asyncio.create_task(step.run(ctx), name=f"{ctx.run.id} {step.key}")
         watched = {self.approvals.decision(a.id): a for a in pending
                    if step.interruptible and a.state is ApprovalState.PENDING}
@@ -214,7 +205,7 @@ class Runner:
         if progress is not None and not work.cancelled() and work.exception() is None:
             self.metrics.restore_rate(progress.rate(ctx.run.environment))  # the last restore's figures stay
         outcome = work.result()  # raises the step's own exception
-        _boundary(ctx.run, step.key, "acted")
+        boundary(ctx.run.plan, step.key, "acted")
         if outcome.facts:
             await self._remember(ctx, outcome.facts)
         await self._step_transition(ctx, step, StepState.SUCCEEDED, outcome.detail)

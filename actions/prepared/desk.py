@@ -28,6 +28,7 @@ from actions.backups.restore import RestoreFailed, progress_for, restore_into
 from actions.backups.take import BackupFailed, take_backup
 from actions.backups.verify import verify_restored
 from actions.config import Environment, Settings
+from actions.engine.boundaries import boundary
 from actions.engine.events import Emit, PrepareChanged
 from actions.engine.plan import StepFailed
 from actions.engine.progress import RestoreProgress
@@ -96,9 +97,13 @@ class PrepareDesk:
     async def _prepare(self, env: Environment, copy: PreparedCopy) -> None:
         created = False
         try:
+            boundary("prepare", "preflight", "started")
             live_size = await self._preflight(env, copy)
+            boundary("prepare", "preflight", "acted")
             self.emit(PrepareChanged(copy, "backup", f"taking a backup of {env.target} with its manifest"))
+            boundary("prepare", "backup", "started")
             taken = await take_backup(env)
+            boundary("prepare", "backup", "acted")
             _, sha256 = await fingerprint(taken.path)
             backup = await asyncio.to_thread(backup_file, taken.path)
             copy = await self.store.update_prepared(
@@ -108,13 +113,16 @@ class PrepareDesk:
                                    bytes=taken.size, seconds=round(taken.seconds, 3))
             self.emit(PrepareChanged(copy, "restore", f"backup {backup.describe()} taken in "
                                      f"{readable.duration(taken.seconds)}; restoring it into {copy.database}"))
+            boundary("prepare", "restore", "started")
             async with await pg.admin(env) as conn:
                 await pg.create_database_like(conn, env.database, copy.database)
             created = True
             restore_seconds = await self._restore(env, copy, backup)
+            boundary("prepare", "restore", "acted")
             copy = await self.store.update_prepared(copy.id, restore_seconds=restore_seconds)
             self.emit(PrepareChanged(copy, "verify", f"restored in {readable.duration(restore_seconds)}; verifying "
                                      "every object, row count and checksum against the manifest"))
+            boundary("prepare", "verify", "started")
             toc, manifest = await read_toc(backup), await asyncio.to_thread(load_manifest, backup.path)
             try:
                 result = await verify_restored(lambda: pg.connect(env, copy.database), toc, manifest,
@@ -124,13 +132,18 @@ class PrepareDesk:
             if not result.ok:
                 raise PrepareFailed(f"the copy lacks {len(result.missing)} object(s) of the backup: "
                                     + ", ".join(result.missing[:8]))
+            boundary("prepare", "verify", "acted")
+            boundary("prepare", "ready", "started")
             async with await pg.admin(env) as conn:
                 proof = await close_and_prove(conn, copy.database)
                 size = await pg.scalar(conn, "SELECT pg_database_size(%s)", (copy.database,))
+            boundary("prepare", "ready", "acted")
             copy = await self.store.update_prepared(
                 copy.id, state=PreparedState.READY, ready_at=utcnow(), proof=proof.as_dict(), size=size,
                 row_counts=result.row_counts)
+            boundary("prepare", "replace", "started")
             replaced = await self._replace_older(env, copy)
+            boundary("prepare", "replace", "acted")
             await self.store.audit("bot", "prepare.ready", environment=env.name, copy=copy.database,
                                    backup=copy.backup_path, verified=result.summary(), replaced=", ".join(replaced),
                                    live_bytes=live_size)

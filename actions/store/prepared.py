@@ -73,3 +73,20 @@ class PreparedStore:
             self.update_prepared(copy.id, state=PreparedState.FAILED,
                                  note="interrupted: the bot stopped while it prepared; the copy was never verified")
         return interrupted
+
+    def end_unreplaced_copies(self) -> list[tuple[PreparedCopy, PreparedCopy]]:
+        """At start-up: a prepare that stopped after its copy was ready and before it replaced the older one
+        leaves two ready copies of an environment. The newest stands; each older one is marked replaced (its
+        database becomes a leftover, which the start-up scan offers to drop). Returns (older, newest) pairs."""
+        ended = []
+        by_environment: dict[str, list[PreparedCopy]] = {}
+        for copy in self.prepared_copies(states=(PreparedState.READY,)):
+            by_environment.setdefault(copy.environment, []).append(copy)
+        for copies in by_environment.values():
+            newest = max(copies, key=lambda c: (c.ready_at, c.started_at, c.id))
+            for older in copies:
+                if older is not newest:
+                    self.update_prepared(older.id, state=PreparedState.REPLACED,
+                                         note=f"replaced by {newest.database} (the bot stopped before it dropped this)")
+                    ended.append((older, newest))
+        return ended

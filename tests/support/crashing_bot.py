@@ -1,5 +1,5 @@
 """The crash sweep's build of `rollback-bot`: the real command line, plus one hook on the runner's step
-boundaries (`actions.engine.runner.BOUNDARY_HOOKS`) that SIGKILLs this very process at the boundary named
+boundaries (`actions.engine.boundaries.BOUNDARY_HOOKS`) that SIGKILLs this very process at the boundary named
 by `CRASH_AT`, "<plan>:<step>:<moment>":
 
 - `started`: the step's start is saved, and it has not acted yet;
@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from actions.engine import runner
+from actions.engine import boundaries
 from bot.cli import main
 
 LONG_PART = b"pg_restore"
@@ -60,8 +60,8 @@ def install(target: str) -> None:
     plan, step, moment = target.split(":")
     step_ended = threading.Event()
 
-    def hook(run, key: str, at: str) -> None:
-        if run.plan != plan or key != step:
+    def hook(name: str, key: str, at: str) -> None:
+        if name != plan or key != step:
             return
         if at == moment:
             _die(moment)
@@ -70,7 +70,7 @@ def install(target: str) -> None:
         if moment == "middle" and at == "acted":
             step_ended.set()
             _die("acted (the step ended before its long part was seen)")
-    runner.BOUNDARY_HOOKS.append(hook)
+    boundaries.BOUNDARY_HOOKS.append(hook)
 
 
 if __name__ == "__main__":
