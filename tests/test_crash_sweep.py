@@ -81,6 +81,7 @@ CASES = (
     Case("tables", "tables", "tables staging customers", ("shadow",)),
     Case("carry-over", "carry-over", "carry-over staging {incident}", ("find",), prelude="full"),
     Case("remedy (quarantine)", "remedy", "", prelude="orphans"),
+    Case("remedy (terminate)", "remedy", "", prelude="blocker"),
     Case("restore-quarantine", "restore-quarantine", "restore-quarantine staging {incident}", prelude="quarantined"),
 )
 
@@ -94,6 +95,7 @@ SAMPLE = {
     "tables": {("swap", "acted")},
     "carry-over": {("find", "middle"), ("carry", "acted")},
     "remedy (quarantine)": {("apply", "acted")},
+    "remedy (terminate)": {("apply", "started")},
     "restore-quarantine": {("put_back", "started")},
 }
 
@@ -168,13 +170,35 @@ async def make_orphans(crm) -> None:
                                "(SELECT id FROM contracts ORDER BY id LIMIT 7)")
 
 
-async def quarantine_button(slack: FakeSlack) -> tuple[object, str]:
-    """/rollback diagnose, then its report and the action id of its Quarantine fix."""
+async def fix_button(slack: FakeSlack, label: str) -> tuple[object, str]:
+    """/rollback diagnose, then its report and the action id of the fix whose button starts with `label`."""
     await slack.send_command(OPERATOR, "diagnose staging")
     report = await slack.wait_for_message(CHANNEL, "Diagnosis of staging", timeout=WAIT)
     [button] = [b["accessory"] for b in report.blocks if b.get("accessory", {}).get("action_id", "").startswith("remedy")
-                and b["accessory"]["text"]["text"].startswith("Quarantine")]
+                and b["accessory"]["text"]["text"].startswith(label)]
     return report, button["action_id"]
+
+
+SESSIONS: list[psycopg.AsyncConnection] = []  # a blocker and its waiter, closed at the end of each test
+
+
+async def make_a_blocker(crm) -> None:
+    """A session holding an ACCESS EXCLUSIVE lock in an open transaction, and one waiting for it."""
+    holder = await psycopg.AsyncConnection.connect(crm.dsn)
+    waiter = await psycopg.AsyncConnection.connect(crm.dsn, autocommit=True)
+    SESSIONS.extend([holder, waiter])
+    await holder.execute("LOCK TABLE tickets IN ACCESS EXCLUSIVE MODE")
+    asyncio.get_running_loop().create_task(waiter.execute("SELECT count(*) FROM tickets"))
+    await asyncio.sleep(0.3)
+
+
+async def close_sessions() -> None:
+    while SESSIONS:
+        conn = SESSIONS.pop()
+        try:
+            await conn.close()
+        except Exception:
+            pass  # terminated by the remedy: already gone
 
 
 async def approve_the_new_request(slack: FakeSlack, seen: set[str]) -> None:
@@ -196,9 +220,13 @@ async def prelude(case: Case, crm, slack: FakeSlack):
         await slack.wait_for_message(CHANNEL, "Full rollback of staging finished", timeout=WAIT)
         incident = next(w for w in offer.text.replace("`", " ").split() if w.startswith("INC-"))
         return lambda: slack.send_command(OPERATOR, case.command.format(incident=incident))
+    if case.prelude == "blocker":
+        await make_a_blocker(crm)
+        report, action_id = await fix_button(slack, "Terminate blocker")
+        return lambda: slack.click(OPERATOR, report, action_id)
     if case.prelude in ("orphans", "quarantined"):
         await make_orphans(crm)
-        report, action_id = await quarantine_button(slack)
+        report, action_id = await fix_button(slack, "Quarantine")
         if case.prelude == "orphans":
             return lambda: slack.click(OPERATOR, report, action_id)
         await slack.click(OPERATOR, report, action_id)
@@ -240,7 +268,14 @@ _FINISHED: dict[str, object] = {}
 
 @pytest.mark.parametrize(("case", "step", "moment"), PARAMS)
 async def test_killed_at_a_step_boundary(tmp_path: Path, case: Case, step: str, moment: str):
-    if case.plan != "full" and case.name not in _FINISHED:
+    try:
+        await killed_at_a_step_boundary(tmp_path, case, step, moment)
+    finally:
+        await close_sessions()
+
+
+async def killed_at_a_step_boundary(tmp_path: Path, case: Case, step: str, moment: str):
+    if case.plan != "full" and case.prelude != "blocker" and case.name not in _FINISHED:
         _FINISHED[case.name] = await finished_state(tmp_path, case)
     rows = case.rows if moment == "middle" or case.plan != "full" else 20_000  # a long restore only to kill it inside
     async with crm_database(tmp_path, rows=rows) as crm, FakeSlack(SIGNING_SECRET, bot_token=BOT_TOKEN) as slack:
@@ -252,6 +287,8 @@ async def test_killed_at_a_step_boundary(tmp_path: Path, case: Case, step: str, 
         # A full rollback makes live the backup, exactly; a partial one what an uninterrupted run makes.
         if case.plan == "full":
             states = {"before the run": crm.after, "as the run makes it": crm.before}
+        elif case.prelude == "blocker":  # ending a session changes no data
+            states = {"before the run": crm.after, "as the run makes it": crm.after}
         else:
             start, finished = _FINISHED[case.name]
             states = {"before the run": start, "as the run makes it": finished}
@@ -264,6 +301,7 @@ async def test_killed_at_a_step_boundary(tmp_path: Path, case: Case, step: str, 
                 pass  # the bot died before it answered the command or the click: that is the crash
             await approve_until_dead(bot, slack)
             assert bot.crash_report.read_text() == moment  # it died where it was asked to
+            await close_sessions()  # the test's own sessions: the checks below read every table
             written = audit_rows(audit_db)
 
             await bot.start()  # the same config and state: the restart after the crash
