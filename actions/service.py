@@ -32,7 +32,7 @@ from actions.incidents.desk import IncidentDesk
 from actions.incidents.reads import Reads, SentMessages, StatusRow, run_status, status_rows
 from actions.outreach.courier import Courier
 from actions.permissions import Permissions
-from actions.plans.cleanup import leftovers, prepared_in_use
+from actions.plans.cleanup import leftovers_at_start
 from actions.prepared.desk import PrepareDesk
 from actions.redact import Redactor
 from actions.results import (
@@ -54,7 +54,7 @@ from actions.results import (
 from actions.store.audit_chain import ChainCheck
 from actions.store.records import Actor, AuditEvent, Incident, Run, RunState
 from actions.store.sqlite import AsyncStore, Busy, Store
-from actions.verbs import PLANS, VERBS, Starts, Verb
+from actions.verbs import PLANS, VERBS, WHAT_IT_STARTS, Starts, Verb
 from actions.watch.desk import WatchDesk
 from actions.watch.watcher import WatchEvent
 
@@ -184,7 +184,7 @@ class RollbackService:
 
     async def _authorize(self, actor: Actor, verb: Verb, environment: str | None, **detail) -> Refused | None:
         """A verb's declared `who`, checked by the one role check (refused and audited unless it allows the actor)."""
-        return await self.permissions.check(actor, verb.who, verb.name, _WHAT[verb.starts], environment=environment,
+        return await self.permissions.check(actor, verb.who, verb.name, WHAT_IT_STARTS[verb.starts], environment=environment,
                                             **detail)
 
     async def _unknown_environment(self, actor: Actor, verb: str, environment: str) -> UnknownEnvironment:
@@ -316,21 +316,8 @@ class RollbackService:
         return run
 
     async def leftover_copies(self) -> dict[str, list[tuple[str, int]]]:
-        """At start-up: per environment, the restored copies that interrupted runs left behind (audited).
-        An environment whose server does not answer is left out: it must not stop the bot starting."""
-        busy = {run.incident_id for run in await self._store.runs(active=True)}
-        found: dict[str, list[tuple[str, int]]] = {}
-        for name, env in self.settings.environments.items():
-            try:
-                copies = await leftovers(env, busy, await prepared_in_use(self._store, name))
-            except Exception as exc:
-                log.warning("could not look for leftover copies of %s: %s", name,
-                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-                continue
-            if copies:
-                found[name] = copies
-                await self._store.audit("bot", "leftovers.found", environment=name, copies=[c for c, _ in copies])
-        return found
+        """At start-up: per environment, what interrupted runs left behind (audited; `plans/cleanup.py`)."""
+        return await leftovers_at_start(self.settings, self._store)
 
     # -- the read-only and one-off verbs --------------------------------------------------------
 
@@ -377,11 +364,6 @@ class RollbackService:
 
 
 # How a refusal names what the actor may not do, by what the verb starts.
-_WHAT = {Starts.PLAN: "start a rollback", Starts.DIFF: "compare the schema with the backup",
-         Starts.BACKUP: "take a backup", Starts.DIAGNOSE: "run diagnostics", Starts.PREPARE: "prepare a rollback",
-         Starts.WATCH: "start or stop a watch", Starts.DECLARE: "open an incident", Starts.ASSESS: "open an incident",
-         Starts.REPORT: "write the incident report again", Starts.STATUS: "read the status", Starts.HELP: "read the help"}
-
 
 def _extra_words(rest: list[str]) -> InvalidArguments | None:
     return InvalidArguments(f"Unexpected words after the environment: {' '.join(rest)}") if rest else None

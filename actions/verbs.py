@@ -44,6 +44,13 @@ class Starts(StrEnum):
     HELP = "help"
 
 
+# What a verb does, in a refusal's words: "only operators may <this>".
+WHAT_IT_STARTS = {Starts.PLAN: "start a rollback", Starts.DIFF: "compare the schema with the backup",
+                  Starts.BACKUP: "take a backup", Starts.DIAGNOSE: "run diagnostics", Starts.PREPARE: "prepare a rollback",
+                  Starts.WATCH: "start or stop a watch", Starts.DECLARE: "open an incident", Starts.ASSESS: "open an incident",
+                  Starts.REPORT: "write the incident report again", Starts.STATUS: "read the status", Starts.HELP: "read the help"}
+
+
 @dataclass(frozen=True)
 class Verb:
     name: str

@@ -7,8 +7,6 @@ restored one — never anything in between — and the way on (start again, or c
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from actions.store.records import StepState
 from actions.store.sqlite import Store
 from demo.fingerprint import diff, fingerprint
 from fake_slack import FakeSlack
-from support.cli import BIN, free_port, listening
+from support.crash import WAIT, Bot, until_step
 from support.harness import (
     ADMIN_DSN,
     APPROVER,
@@ -32,57 +30,7 @@ from support.harness import (
     write_config,
 )
 
-WAIT = 120.0
 KILLS: list[str] = []  # the kill points survived in this session, for docs/RELIABILITY.md's figures
-
-
-class Bot:
-    """`rollback-bot serve --http` as a child process on a fixed port, so a restart keeps the URL."""
-
-    def __init__(self, config: Path, slack: FakeSlack):
-        self.config, self.slack, self.port = config, slack, free_port()
-        self.process: asyncio.subprocess.Process | None = None
-        slack.bot_url = f"http://127.0.0.1:{self.port}/slack/events"
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            BIN, "serve", "--config", str(self.config), "--http", "--port", str(self.port),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                 "SLACK_API_URL": self.slack.api_url})
-        for _ in range(200):
-            if await listening(self.port):
-                return
-            await asyncio.sleep(0.05)
-        raise TimeoutError("the bot did not start listening")
-
-    async def kill(self) -> None:
-        """SIGKILL: no clean-up, no last message, exactly as a crash."""
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(self.process.wait(), 60)
-
-
-async def step_state(config_store: Path, key: str) -> StepState | None:
-    store = Store(config_store)
-    try:
-        runs = store.runs()
-        steps = {s.key: s.state for s in store.steps(runs[-1].id)} if runs else {}
-    finally:
-        store.close()
-    return steps.get(key)
-
-
-async def until_step(path: Path, key: str, state: StepState = StepState.RUNNING) -> None:
-    for _ in range(int(WAIT * 50)):
-        if await step_state(path, key) is state:
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"step {key} never became {state}")
 
 
 @asynccontextmanager

@@ -33,7 +33,6 @@ from demo.fingerprint import fingerprint
 from fake_slack import FakeSlack
 from support.crash import WAIT, Bot, audit_rows, chain_problem, live_is
 from support.harness import (
-    ADMIN_DSN,
     APPROVER,
     BOT_TOKEN,
     CHANNEL,
@@ -340,7 +339,6 @@ def test_the_sweep_covers_every_plan_it_names():
         keys = step_keys(case)
         assert case.plan in PLANS and set(case.long_steps) <= set(keys)
         assert SAMPLE[case.name] and all(s in keys for s, _ in SAMPLE[case.name]), case.name
-    assert ADMIN_DSN
 
 
 # A prepare (`actions/prepared/desk.py`) runs in phases, not runner steps; the same boundaries are swept. It

@@ -17,6 +17,8 @@ start-up and offers this plan with a button; *Abandon and clean up* on an interr
 
 from __future__ import annotations
 
+import logging
+
 from psycopg import sql
 
 import readable
@@ -39,6 +41,7 @@ LEFTOVERS_SQL = """
 SELECT datname, pg_database_size(oid) FROM pg_database
  WHERE (starts_with(datname, %s) OR starts_with(datname, %s) OR starts_with(datname, %s)) AND datname <> %s
  ORDER BY datname"""
+log = logging.getLogger(__name__)
 SCHEMA_KINDS = ("rollback_shadow_", "rollback_columns_")  # the bot's scratch schemas in live, and only those
 SCHEMAS_SQL = """
 SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_namespace n
@@ -68,6 +71,24 @@ async def leftovers(env: Environment, busy_incidents: set[str], in_use: set[str]
 
 
 SCHEMA = "schema "  # how a leftover schema in live is named among the leftover databases
+
+
+async def leftovers_at_start(settings, store) -> dict[str, list[tuple[str, int]]]:
+    """At start-up: per environment, the leftovers interrupted runs left behind (audited). An environment
+    whose server does not answer is left out: it must not stop the bot starting."""
+    busy = {run.incident_id for run in await store.runs(active=True)}
+    found: dict[str, list[tuple[str, int]]] = {}
+    for name, env in settings.environments.items():
+        try:
+            copies = await leftovers(env, busy, await prepared_in_use(store, name))
+        except Exception as exc:
+            log.warning("could not look for leftover copies of %s: %s", name,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            continue
+        if copies:
+            found[name] = copies
+            await store.audit("bot", "leftovers.found", environment=name, copies=[c for c, _ in copies])
+    return found
 
 
 async def prepared_in_use(store, environment: str) -> set[str]:
